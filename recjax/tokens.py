@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -148,7 +148,7 @@ class SemanticIdLayout:
   @classmethod
   def from_codes(cls, codes: np.ndarray,
                  codebook_sizes: Sequence[int] | None = None,
-                 num_user_buckets: int = 0) -> "SemanticIdLayout":
+                 num_user_buckets: int = 0) -> SemanticIdLayout:
     """A layout for `codes [num_items, levels]`.
 
     Args:

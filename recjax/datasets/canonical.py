@@ -26,7 +26,10 @@ import os
 import pathlib
 import shutil
 import tempfile
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +80,7 @@ class ItemTable:
     rec.update({k: v[index] for k, v in self.fields.items()})
     return rec
 
-  def take(self, indices: np.ndarray) -> "ItemTable":
+  def take(self, indices: np.ndarray) -> ItemTable:
     """Returns a new table with the rows `indices`, in that order."""
     idx = [int(i) for i in indices]
     return ItemTable(
@@ -270,7 +273,7 @@ class CanonicalDataset:
     return dest
 
   @classmethod
-  def load(cls, directory: str | os.PathLike[str]) -> "CanonicalDataset":
+  def load(cls, directory: str | os.PathLike[str]) -> CanonicalDataset:
     """Reads a dataset written by `save`."""
     path = pathlib.Path(directory)
     meta_path = path / "meta.json"

@@ -1,0 +1,74 @@
+"""Tests for recjax.assets."""
+
+import dataclasses
+import zipfile
+
+import pytest
+
+from recjax import assets
+from recjax.errors import AssetError
+
+
+@pytest.fixture
+def fake_asset(tmp_path, monkeypatch):
+  """An asset whose wheel is pre-placed in a private cache."""
+  monkeypatch.setenv("RECJAX_CACHE", str(tmp_path / "cache"))
+  wheel_dir = tmp_path / "cache" / "wheels"
+  wheel_dir.mkdir(parents=True)
+  wheel = wheel_dir / "fake-1.0-py3-none-any.whl"
+  with zipfile.ZipFile(wheel, "w") as zf:
+    zf.writestr("fake/data/a.txt", "hello")
+    zf.writestr("fake/data/sub/b.txt", "world")
+    zf.writestr("fake/other.py", "x = 1")
+  asset = assets.Asset("fake", "fake", "1.0", wheel.name,
+                       assets.sha256_file(wheel), "fake/data/", "a fake")
+  monkeypatch.setitem(assets.ASSETS, "fake", asset)
+  return asset
+
+
+def test_fetch_extracts_members_only(fake_asset):
+  path = assets.fetch("fake")
+  assert (path / "a.txt").read_text() == "hello"
+  assert (path / "sub" / "b.txt").read_text() == "world"
+  assert not (path.parent / "other.py").exists()
+  # A second call is offline: it works with the wheel gone.
+  (assets.cache_dir() / "wheels" / fake_asset.wheel).unlink()
+  assert assets.fetch("fake") == path
+
+
+def test_wrong_hash_is_reported_and_nothing_extracted(fake_asset,
+                                                      monkeypatch):
+  bad = dataclasses.replace(fake_asset, sha256="0" * 64)
+  monkeypatch.setitem(assets.ASSETS, "fake", bad)
+  with pytest.raises(AssetError, match="does not match the pinned.*by hand"):
+    assets.fetch("fake")
+  assert not (assets.cache_dir() / "assets").exists() or not any(
+      (assets.cache_dir() / "assets").iterdir())
+
+
+def test_unreachable_registry(tmp_path, monkeypatch):
+  monkeypatch.setenv("RECJAX_CACHE", str(tmp_path / "cache"))
+  monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+  monkeypatch.setenv("PIP_RETRIES", "0")
+  monkeypatch.setenv("PIP_TIMEOUT", "2")
+  monkeypatch.setenv("PIP_FIND_LINKS", "")
+  monkeypatch.setenv("PIP_NO_INDEX", "0")
+  with pytest.raises(AssetError, match="Could not download recbole==1.2.1.*"
+                     "pass that directory"):
+    assets.fetch("movielens_100k")
+  wheels = tmp_path / "cache" / "wheels"
+  assert not any(wheels.iterdir())
+
+
+def test_unknown_asset():
+  with pytest.raises(AssetError, match="Unknown asset 'nope'"):
+    assets.fetch("nope")
+
+
+def test_movielens_asset_is_pinned_and_verified():
+  path = assets.fetch("movielens_100k")
+  assert (path / "ml-100k.inter").exists()
+  wheel = assets.cache_dir() / "wheels" / assets.ASSETS[
+      "movielens_100k"].wheel
+  if wheel.exists():
+    assert assets.sha256_file(wheel) == assets.ASSETS["movielens_100k"].sha256
