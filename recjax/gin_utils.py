@@ -12,6 +12,7 @@ Add a new configurable by naming it in `_CONFIGURABLES`.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import Sequence
 
@@ -22,9 +23,36 @@ import gin
 _CONFIGURABLES: dict[str, tuple[str, ...]] = {
     # datasets / embedding / semantic IDs
     "recjax.datasets": ("load",),
+    "recjax.embed": ("EmbedConfig", "embed_items", "embed_stage"),
+    "recjax.semantic_ids": ("SemanticIdConfig", "build",
+                            "semantic_ids_stage"),
+    "recjax.quantizers.rqvae": ("RQVAEConfig",),
+    "recjax.quantizers.rqkmeans": ("RQKMeansConfig",),
+    "recjax.quantizers.pq": ("OPQConfig",),
+    "recjax.quantizers.letter": ("LetterConfig",),
     # network, models, decoding
+    "recjax.network": ("TransformerConfig", "Transformer"),
+    "recjax.models": ("EncoderDecoderModel",),
+    "recjax.decoding": ("beam_search",),
     # trainer, partitioning, entry points
+    "recjax.train": ("train",),
+    "recjax.eval": ("evaluate",),
+    "recjax.infer": ("infer",),
+    "recjax.run_lib": ("DatasetConfig", "make_encoder_decoder"),
+    "recjax.trainer": ("TrainerConfig",),
+    "recjax.optimizers": ("OptimizerConfig", "ScheduleConfig"),
+    "recjax.evaluation": ("EvalConfig",),
+    "recjax.partitioning": ("DistributedConfig",),
+    # tasks
+    "recjax.numpy_batches": ("NumpyBatches",),
+    "tasks.tiger": ("register_tiger_task",),
+    "tasks.preprocessors": ("RecFeatureConverter",),
+    "tasks.materialize": ("materialize",),
 }
+
+# Top-level packages whose absence only disables the task layer.
+_OPTIONAL_DEPENDENCIES = ("tensorflow", "seqio", "tensorflow_datasets",
+                          "tensorflow_text")
 
 _registered = False
 
@@ -38,13 +66,24 @@ def register_all() -> None:
     try:
       module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-      if e.name and module_name.startswith(e.name):
+      # Areas not landed yet, and the task layer on hosts without
+      # TensorFlow/SeqIO (accelerator hosts train from numpy batches).
+      if e.name and (module_name.startswith(e.name) or
+                     e.name.split(".")[0] in _OPTIONAL_DEPENDENCIES):
         continue
       raise
     for name in names:
       gin.external_configurable(getattr(module, name), name=name,
                                 module=module_name)
   _registered = True
+
+
+class _QuietIncludes(logging.Filter):
+  """Drops gin's 'Path not found' errors for includes found later on a
+  search path (gin tries the working directory first)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Path not found:")
 
 
 def default_search_paths() -> list[str]:
@@ -66,7 +105,26 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
     finalize: lock the config after parsing.
   """
   register_all()
-  for path in list(search_paths) + default_search_paths():
+  root = logging.getLogger()
+  if not any(isinstance(f, _QuietIncludes) for f in root.filters):
+    root.addFilter(_QuietIncludes())
+  paths = list(search_paths) + default_search_paths()
+  for path in paths:
     gin.add_config_file_search_path(path)
-  gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings),
-                                      finalize_config=finalize)
+  gin.parse_config_files_and_bindings(
+      [_resolve(f, paths) for f in gin_files], list(gin_bindings),
+      finalize_config=finalize)
+
+
+def _resolve(gin_file: str, search_paths: Sequence[str]) -> str:
+  """An absolute path for `gin_file` (gin would otherwise try to read
+  'runs/train.gin' from a Python package named `runs`)."""
+  if os.path.isabs(gin_file) or os.path.exists(gin_file):
+    return os.path.abspath(gin_file)
+  for root in search_paths:
+    candidate = os.path.join(root, gin_file)
+    if os.path.exists(candidate):
+      return os.path.abspath(candidate)
+  raise FileNotFoundError(
+      f"gin file {gin_file!r} not found in the working directory or the "
+      f"search paths {list(search_paths)}; pass --gin_search_paths.")

@@ -18,3 +18,13 @@ def office_dir() -> pathlib.Path:
   if not (path / "Office.inter.json").exists():
     pytest.skip(f"{path} not available")
   return path
+
+
+def pytest_configure(config):
+  """Shares compiled XLA programs across tests and runs (CPU cache)."""
+  del config
+  import jax  # pylint: disable=g-import-not-at-top
+  cache = os.environ.get("RECJAX_TEST_JAX_CACHE",
+                         os.path.join("/tmp", "recjax-jax-cache"))
+  jax.config.update("jax_compilation_cache_dir", cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

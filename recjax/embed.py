@@ -1,0 +1,327 @@
+"""Stage "embed": item text -> float32 embeddings with a Flax text encoder.
+
+Each item's text is rendered from a template over its text fields, then
+embedded in length-bucketed batches under `jit` by a text encoder loaded
+from a local Hugging Face checkpoint (default: the pinned all-MiniLM-L6-v2
+asset). The stage writes, atomically, into one directory:
+
+  embeddings.npy   float32 [num_items, dim], row i = item index i
+  manifest.json    model, template, dims, checksum, input hash
+
+and is a no-op when re-run with the same dataset, model and config.
+
+Templates are Python format strings over field names, split into segments
+by `separator` (default "; "); a segment whose fields are all empty is
+dropped, so "Title: {title}; Brand: {brand}" renders "Title: Pen" for an
+item without a brand. A list of field names is shorthand for
+"Field: {field}" segments.
+
+  python -m recjax.embed --dataset_dir DIR --out OUT [--model_dir M]
+      [--template "Title: {title}; Brand: {brand}"] [--batch_size 128]
+
+No TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import html
+import json
+import logging
+import os
+import pathlib
+import re
+import shutil
+import string
+import tempfile
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from recjax.datasets.canonical import CanonicalDataset
+from recjax.datasets.canonical import ItemTable
+from recjax.errors import ConfigError
+
+# TIGER embedded title, price, brand and category; the Amazon sets here have
+# no price, so the default uses the fields every canonical item table has.
+DEFAULT_TEMPLATE = ("Title: {title}; Brand: {brand}; Categories: {categories}"
+                    "; Description: {description}")
+EMBEDDINGS_FILE = "embeddings.npy"
+MANIFEST_FILE = "manifest.json"
+_STAGE_VERSION = 1
+
+Template = str | Sequence[str]
+
+
+@dataclasses.dataclass
+class EmbedConfig:
+  """Configuration of the embed stage.
+
+  Attributes:
+    model_dir: local checkpoint directory; None: pinned all-MiniLM-L6-v2.
+    template: format-string template or list of field names.
+    separator: segment separator of the template.
+    batch_size: texts per device call.
+  """
+
+  model_dir: str | None = None
+  template: Template = DEFAULT_TEMPLATE
+  separator: str = "; "
+  batch_size: int = 128
+
+
+def _template_string(template: Template | None, separator: str) -> str:
+  if template is None:
+    return DEFAULT_TEMPLATE
+  if isinstance(template, str):
+    return template
+  return separator.join(f"{f.replace('_', ' ').capitalize()}: {{{f}}}"
+                        for f in template)
+
+
+def _clean(value: str) -> str:
+  return re.sub(r"\s+", " ", html.unescape(str(value))).strip()
+
+
+def render_texts(items: ItemTable, template: Template | None = None,
+                 separator: str = "; ") -> list[str]:
+  """Renders each item's text from `template`.
+
+  Args:
+    items: the item table.
+    template: a format string over field names (segments separated by
+      `separator`; a segment whose fields are all empty is dropped), or a
+      list of field names. None: `DEFAULT_TEMPLATE`.
+    separator: the segment separator.
+
+  Returns:
+    One string per item, in item-index order. HTML entities are unescaped
+    and whitespace is collapsed.
+
+  Raises:
+    ConfigError: the template names a field the item table lacks, or is not
+      a valid format string.
+  """
+  tmpl = _template_string(template, separator)
+  segments = []
+  for seg in tmpl.split(separator):
+    try:
+      names = [f for _, f, _, _ in string.Formatter().parse(seg) if f]
+    except ValueError as e:
+      raise ConfigError(f"template {tmpl!r} is not a valid format string: "
+                        f"{e}.") from e
+    for name in names:
+      if name not in items.fields:
+        raise ConfigError(
+            f"template field {{{name}}} is not an item field; available "
+            f"fields: {sorted(items.fields)}. Fix the template.")
+    segments.append((seg, names))
+  if not any(names for _, names in segments):
+    raise ConfigError(f"template {tmpl!r} names no item field.")
+  texts = []
+  for i in range(len(items)):
+    parts = []
+    for seg, names in segments:
+      values = {n: _clean(items.fields[n][i]) for n in names}
+      if names and not any(values.values()):
+        continue
+      parts.append(seg.format(**values).strip())
+    texts.append(separator.join(p for p in parts if p))
+  return texts
+
+
+def embed_items(dataset: CanonicalDataset,
+                model_dir: str | os.PathLike[str] | None = None,
+                template: Template | None = None, batch_size: int = 128,
+                separator: str = "; ", progress: bool = True) -> np.ndarray:
+  """Embeds every item of `dataset`.
+
+  Args:
+    dataset: the canonical dataset.
+    model_dir: local checkpoint directory; None: pinned all-MiniLM-L6-v2.
+    template: see `render_texts`.
+    batch_size: texts per device call.
+    separator: template segment separator.
+    progress: show a tqdm progress bar.
+
+  Returns:
+    float32 `[num_items, dim]`, row i = item index i.
+  """
+  from recjax.text_encoders import load_text_encoder  # pylint: disable=g-import-not-at-top
+  texts = render_texts(dataset.items, template, separator)
+  encoder = load_text_encoder(model_dir)
+  return encoder.encode(texts, batch_size=batch_size, progress=progress)
+
+
+# -- artefact directories ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_directory(dest: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
+  """Yields a temporary sibling directory renamed onto `dest` on success.
+
+  On an exception the temporary directory is removed and `dest` is left as
+  it was, so a failed stage leaves no half-written output.
+
+  Args:
+    dest: final directory (replaced if it exists).
+
+  Yields:
+    The temporary directory to write into.
+  """
+  dest = pathlib.Path(dest)
+  dest.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-",
+                                      dir=dest.parent))
+  try:
+    yield tmp
+    if dest.exists():
+      old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+      dest.rename(old)
+      tmp.rename(dest)
+      shutil.rmtree(old, ignore_errors=True)
+    else:
+      tmp.rename(dest)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def array_checksum(x: np.ndarray) -> str:
+  """sha256 over an array's dtype, shape and bytes."""
+  x = np.ascontiguousarray(x)
+  h = hashlib.sha256(f"{x.dtype.str}{x.shape}".encode())
+  h.update(x.tobytes())
+  return h.hexdigest()
+
+
+def config_hash(payload: Mapping[str, Any]) -> str:
+  """sha256 of a JSON-serialisable mapping (keys sorted)."""
+  text = json.dumps(payload, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
+  """The stage manifest of `directory`, or None when absent/unreadable."""
+  path = pathlib.Path(directory) / MANIFEST_FILE
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return None
+
+
+def load_embeddings(directory: str | os.PathLike[str]
+                    ) -> tuple[np.ndarray, dict[str, Any]]:
+  """Reads an embed-stage directory, verifying its checksum.
+
+  Args:
+    directory: output of `embed_stage`.
+
+  Returns:
+    (embeddings float32 [num_items, dim], manifest).
+
+  Raises:
+    ConfigError: missing files or a checksum mismatch.
+  """
+  path = pathlib.Path(directory)
+  manifest = read_manifest(path)
+  if manifest is None or not (path / EMBEDDINGS_FILE).exists():
+    raise ConfigError(
+        f"{path} is not an embed-stage directory (needs {EMBEDDINGS_FILE} "
+        f"and {MANIFEST_FILE}); run `python -m recjax.embed --out {path}`.")
+  emb = np.load(path / EMBEDDINGS_FILE)
+  if array_checksum(emb) != manifest.get("checksum"):
+    raise ConfigError(f"{path / EMBEDDINGS_FILE} does not match the checksum "
+                      "in manifest.json; the file was modified. Re-run the "
+                      "embed stage.")
+  return emb, manifest
+
+
+def embed_stage(dataset_dir: str | os.PathLike[str],
+                out_dir: str | os.PathLike[str],
+                config: EmbedConfig | None = None,
+                force: bool = False) -> pathlib.Path:
+  """Runs the embed stage: dataset directory -> embeddings directory.
+
+  Args:
+    dataset_dir: a canonical dataset saved with `CanonicalDataset.save`.
+    out_dir: output directory (embeddings.npy, manifest.json).
+    config: stage config; None: defaults.
+    force: recompute even if the output is up to date.
+
+  Returns:
+    `out_dir`. Nothing is recomputed when its manifest records the same
+    input hash (dataset fingerprint, rendered texts, model checkpoint
+    fingerprint, config).
+  """
+  from recjax.text_encoders import checkpoint  # pylint: disable=g-import-not-at-top
+  from recjax.text_encoders import default_model_dir  # pylint: disable=g-import-not-at-top
+  config = config or EmbedConfig()
+  out = pathlib.Path(out_dir)
+  dataset = CanonicalDataset.load(dataset_dir)
+  texts = render_texts(dataset.items, config.template, config.separator)
+  model_dir = pathlib.Path(config.model_dir or default_model_dir())
+  inputs = {
+      "stage_version": _STAGE_VERSION,
+      "dataset_fingerprint": dataset.fingerprint(),
+      "texts_sha256": hashlib.sha256("\x00".join(texts).encode()).hexdigest(),
+      "model_fingerprint": checkpoint.fingerprint(model_dir),
+      "template": _template_string(config.template, config.separator),
+      "separator": config.separator,
+  }
+  input_hash = config_hash(inputs)
+  old = read_manifest(out)
+  if (not force and old and old.get("input_hash") == input_hash and
+      (out / EMBEDDINGS_FILE).exists()):
+    logging.info("embed: %s is up to date (input hash %s).", out,
+                 input_hash[:12])
+    return out
+  emb = embed_items(dataset, model_dir, config.template, config.batch_size,
+                    config.separator)
+  manifest = {
+      "model": str(model_dir),
+      "model_name": (model_dir.parent.name if model_dir.name == "model"
+                     else model_dir.name),
+      "template": inputs["template"], "separator": config.separator,
+      "num_items": int(emb.shape[0]), "dim": int(emb.shape[1]),
+      "dtype": "float32", "checksum": array_checksum(emb),
+      "dataset": dataset.name, "input_hash": input_hash, "inputs": inputs,
+  }
+  with atomic_directory(out) as tmp:
+    np.save(tmp / EMBEDDINGS_FILE, emb)
+    with open(tmp / MANIFEST_FILE, "w", encoding="utf-8") as f:
+      json.dump(manifest, f, indent=2, sort_keys=True)
+  return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  """`python -m recjax.embed` entry point."""
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--dataset_dir", required=True,
+                      help="canonical dataset dir (CanonicalDataset.save)")
+  parser.add_argument("--out", required=True, help="output directory")
+  parser.add_argument("--model_dir", default=None,
+                      help="local HF checkpoint; default: all-MiniLM-L6-v2")
+  parser.add_argument("--template", default=DEFAULT_TEMPLATE)
+  parser.add_argument("--separator", default="; ")
+  parser.add_argument("--batch_size", type=int, default=128)
+  parser.add_argument("--force", action="store_true")
+  args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.INFO)
+  cfg = EmbedConfig(model_dir=args.model_dir, template=args.template,
+                    separator=args.separator, batch_size=args.batch_size)
+  out = embed_stage(args.dataset_dir, args.out, cfg, force=args.force)
+  manifest = read_manifest(out)
+  print(json.dumps({k: manifest[k] for k in ("num_items", "dim", "model_name",
+                                             "checksum")}, indent=2))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,211 @@
+"""`infer(...)`: batch recommendations as JSONL of original item ids.
+
+  python -m recjax.infer --gin_file=runs/infer.gin \
+    --gin_file=experiments/tiger_movielens_100k.gin \
+    --gin.MODEL_DIR=\"runs/tiger_ml100k\" \
+    --gin.DATASET_DIR=\"runs/quickstart/dataset\" \
+    --gin.HISTORIES=\"histories.jsonl\" --gin.OUTPUT=\"recs.jsonl\"
+
+Input: a JSONL file, one user per line, `{"user_id": "...", "history":
+["item id", ...]}` in the dataset's *original* item ids, oldest first; or,
+without a histories file, a split of the dataset (`split='test'`: each
+user's history before the test target). Output: JSONL lines `{"user_id",
+"items": [top-K original ids], "scores": [...]}`. Items of a history that the
+catalog does not know are reported per line (`"unknown_items"`) and on
+stderr, never silently dropped; a line that is not valid JSON, or has no
+`user_id`/`history`, is an error naming the line. The output is written
+atomically. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import sys
+from collections.abc import Callable
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+
+from recjax import checkpoints
+from recjax import evaluation
+from recjax import models
+from recjax import run_lib
+from recjax.datasets import canonical
+from recjax.datasets import splits as splits_lib
+from recjax.errors import ConfigError
+from recjax.tokens import PAD_ID
+from recjax.tokens import SemanticIdLayout
+from recjax.trie import ItemTrie
+
+
+@dataclasses.dataclass
+class Request:
+  """One user's history, as item indices."""
+
+  user_id: str
+  items: np.ndarray
+  unknown: list[str]
+
+
+def read_histories(path: str | os.PathLike[str],
+                   ds: canonical.CanonicalDataset) -> list[Request]:
+  """Parses a histories JSONL file into requests.
+
+  Raises:
+    ConfigError: a malformed line (named with its number).
+  """
+  index = {iid: i for i, iid in enumerate(ds.items.original_ids)}
+  out = []
+  with open(path, encoding="utf-8") as f:
+    for lineno, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        rec = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{lineno}: not valid JSON ({e.msg}). Each "
+                          'line must be {"user_id": ..., "history": [...]}.'
+                          ) from None
+      if not isinstance(rec, dict) or "user_id" not in rec or not isinstance(
+          rec.get("history"), list):
+        raise ConfigError(f"{path}:{lineno}: needs \"user_id\" and a list "
+                          "\"history\" of item ids.")
+      known = [index[str(i)] for i in rec["history"] if str(i) in index]
+      unknown = [str(i) for i in rec["history"] if str(i) not in index]
+      if unknown:
+        logging.warning("%s:%d: user %r: %d unknown item(s) %s", path,
+                        lineno, rec["user_id"], len(unknown), unknown[:5])
+      out.append(Request(str(rec["user_id"]), np.asarray(known, np.int64),
+                         unknown))
+  return out
+
+
+def split_requests(ds: canonical.CanonicalDataset, split: str,
+                   max_history: int) -> list[Request]:
+  """Requests for every user of a leave-one-out split."""
+  sp = splits_lib.leave_one_out(ds, max_history=max_history)[split]
+  return [Request(ds.user_ids[int(sp.users[i])], sp.history(i), [])
+          for i in range(len(sp))]
+
+
+def encode_requests(requests: list[Request], codes: np.ndarray,
+                    layout: SemanticIdLayout, max_history: int,
+                    use_user_token: bool) -> dict[str, np.ndarray]:
+  """Model inputs in the task layout: `[user token] + history tokens`."""
+  levels = layout.num_levels
+  length = int(use_user_token) + max_history * levels
+  enc = np.full((len(requests), length), PAD_ID, np.int32)
+  hist = np.full((len(requests), max_history), -1, np.int32)
+  for r, req in enumerate(requests):
+    items = req.items[-max_history:]
+    toks = layout.codes_to_tokens(codes[items]).reshape(-1)
+    row = ([layout.user_token(req.user_id)] if use_user_token else [])
+    row = np.concatenate([np.asarray(row, np.int32), toks])
+    enc[r, :len(row)] = row
+    hist[r, :len(items)] = items
+  return {"encoder_input_tokens": enc, "history_items": hist}
+
+
+def _batches(inputs: dict[str, np.ndarray], batch_size: int
+             ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+  n = len(next(iter(inputs.values())))
+  for start in range(0, n, batch_size):
+    batch = {k: v[start:start + batch_size] for k, v in inputs.items()}
+    real = len(batch["encoder_input_tokens"])
+    if real < batch_size:  # pad to one compiled shape
+      batch = {k: np.concatenate([v, np.repeat(v[:1], batch_size - real, 0)])
+               for k, v in batch.items()}
+    yield batch, real
+
+
+def infer(*, model_dir: str, dataset_dir: str, semantic_ids_dir: str,
+          model_fn: Callable[[SemanticIdLayout], models.BaseModel],
+          output: str, histories: str | None = None, split: str = "test",
+          num_decodes: int = 20, exclude_seen: bool = False,
+          max_history: int = 20, use_user_token: bool = True,
+          num_user_buckets: int = 2000, batch_size: int = 256,
+          checkpoint: str = "best") -> pathlib.Path:
+  """Writes top-K recommendations as JSONL; returns the output path.
+
+  Args:
+    model_dir: the trained run.
+    dataset_dir: canonical dataset directory (original item/user ids).
+    semantic_ids_dir: directory with the run's `codes.npy`.
+    model_fn: builds the model for the token layout (as in training).
+    output: JSONL output path.
+    histories: JSONL of `{"user_id", "history"}`; None = `split`.
+    split: leave-one-out split used without a histories file.
+    num_decodes: recommendations per user.
+    exclude_seen: never recommend an item of the user's history.
+    max_history: history items fed to the model (as in training).
+    use_user_token: prepend the hashed user token (as in training).
+    num_user_buckets: user-hash buckets of the layout (as in training).
+    batch_size: users per decode batch.
+    checkpoint: 'best' or 'latest'.
+
+  Returns:
+    The output path.
+  """
+  ds = canonical.CanonicalDataset.load(dataset_dir)
+  path = pathlib.Path(semantic_ids_dir) / "codes.npy"
+  if not path.exists():
+    raise ConfigError(f"{path} does not exist; pass the semantic_ids_dir the "
+                      "model was trained with.")
+  codes = np.load(path)
+  if len(codes) != ds.num_items:
+    raise ConfigError(f"{path} has {len(codes)} rows but {dataset_dir} has "
+                      f"{ds.num_items} items: they are from different "
+                      "datasets.")
+  layout = SemanticIdLayout.from_codes(codes, num_user_buckets=num_user_buckets)
+  manifest = pathlib.Path(semantic_ids_dir) / "manifest.json"
+  if manifest.exists():
+    sizes = json.loads(manifest.read_text()).get("layout", {}).get(
+        "codebook_sizes")
+    if sizes:
+      layout = SemanticIdLayout(tuple(sizes), num_user_buckets)
+  model = model_fn(layout)
+  from recjax.numpy_batches import vocabulary_fingerprint  # pylint: disable=g-import-not-at-top
+  ids = run_lib.SemanticIds(codes.astype(np.int32), layout,
+                            vocabulary_fingerprint(layout.describe(), codes))
+  ckpt = checkpoints.Checkpointer(model_dir, run_lib.model_meta(model, ids),
+                                  best_metric="unused")
+  params, _ = ckpt.restore_params(best=checkpoint == "best")
+  ckpt.close()
+  params = jax.tree.map(jax.numpy.asarray, params)
+  requests = (read_histories(histories, ds) if histories else
+              split_requests(ds, split, max_history))
+  evaluator = evaluation.RankingEvaluator(
+      model, ItemTrie.build(codes, layout),
+      evaluation.EvalConfig(num_decodes=num_decodes,
+                            exclude_seen=exclude_seen))
+  inputs = encode_requests(requests, codes, layout, max_history,
+                           use_user_token)
+  out = pathlib.Path(output)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  tmp = out.with_suffix(out.suffix + ".tmp")
+  done = 0
+  with open(tmp, "w", encoding="utf-8") as f:
+    for batch, real in _batches(inputs, batch_size):
+      items, scores = evaluator.recommend(params, batch)
+      for r in range(real):
+        req = requests[done + r]
+        keep = items[r] >= 0
+        rec = {"user_id": req.user_id,
+               "items": [ds.items.original_ids[i] for i in items[r][keep]],
+               "scores": [round(float(s), 5) for s in scores[r][keep]]}
+        if req.unknown:
+          rec["unknown_items"] = req.unknown
+        f.write(json.dumps(rec) + "\n")
+      done += real
+  os.replace(tmp, out)
+  print(f"wrote {done} users' recommendations to {out}", flush=True)
+  return out
+
+
+if __name__ == "__main__":
+  run_lib.gin_main("recjax.infer.infer", sys.argv[1:], __doc__)

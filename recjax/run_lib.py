@@ -1,0 +1,254 @@
+"""Pieces shared by the train / eval / infer entry points.
+
+* `DatasetConfig`: which task split (or materialised numpy batches) to read;
+* `open_batches`: a `NumpyBatches` reader for a dataset config, materialising
+  the SeqIO task split once when no numpy directory is given;
+* `load_semantic_ids`: the codes and token layout a run decodes with;
+* `make_encoder_decoder`: the model for a token layout (gin: `model_fn`);
+* `model_meta`: the description stored with checkpoints;
+* `gin_main`: T5X-style flags (`--gin_file`, `--gin.NAME=value`,
+  `--gin_search_paths`) around a gin-configured function.
+
+Only `open_batches` without a numpy directory touches TensorFlow (through
+the task layer); everything else runs on hosts with jax alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import sys
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+
+import gin
+import jax
+import numpy as np
+
+from recjax import gin_utils
+from recjax import models
+from recjax import network
+from recjax.errors import ConfigError
+from recjax.errors import RecjaxError
+from recjax.numpy_batches import NumpyBatches
+from recjax.numpy_batches import read_manifest
+from recjax.numpy_batches import vocabulary_fingerprint
+from recjax.tokens import SemanticIdLayout
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetConfig:
+  """A split to read, T5X style.
+
+  Attributes:
+    mixture_or_task_name: a registered SeqIO task (see `tasks/`).
+    task_feature_lengths: `{'inputs': N, 'targets': M}`; None = the task's
+      default.
+    split: 'train', 'validation' or 'test'.
+    batch_size: global batch size.
+    shuffle: shuffle (training).
+    seed: shuffle seed.
+    numpy_dir: materialised batches to read instead of the task (hosts
+      without TensorFlow); see `python -m tasks.materialize`.
+  """
+
+  mixture_or_task_name: str | None = None
+  task_feature_lengths: Mapping[str, int] | None = None
+  split: str = "train"
+  batch_size: int = 256
+  shuffle: bool = True
+  seed: int = 0
+  numpy_dir: str | None = None
+
+
+def materialized_dir(cfg: DatasetConfig, cache_root: str | os.PathLike[str]
+                     ) -> pathlib.Path:
+  """Where a task split is materialised (one copy per process)."""
+  if cfg.numpy_dir:
+    return pathlib.Path(cfg.numpy_dir)
+  if not cfg.mixture_or_task_name:
+    raise ConfigError("DatasetConfig needs mixture_or_task_name or "
+                      "numpy_dir.")
+  name = f"{cfg.mixture_or_task_name}-{cfg.split}"
+  if cfg.task_feature_lengths:
+    name += "-" + "-".join(f"{k}{v}" for k, v in
+                           sorted(cfg.task_feature_lengths.items()))
+  if jax.process_count() > 1:
+    name += f"-p{jax.process_index()}"
+  out = pathlib.Path(cache_root) / name
+  # Imported here: the task layer needs TensorFlow and SeqIO.
+  import tasks  # pylint: disable=g-import-not-at-top
+  from tasks import materialize  # pylint: disable=g-import-not-at-top
+  del tasks
+  materialize.materialize(cfg.mixture_or_task_name, cfg.split, out,
+                          feature_lengths=cfg.task_feature_lengths)
+  return out
+
+
+# The features a model step consumes (the rest are for evaluation).
+MODEL_FEATURES = ("encoder_input_tokens", "decoder_input_tokens",
+                  "decoder_target_tokens", "decoder_loss_weights")
+
+
+def open_batches(cfg: DatasetConfig, cache_root: str | os.PathLike[str], *,
+                 remainder: str = "drop", shard: bool = True,
+                 features: Sequence[str] | None = None) -> NumpyBatches:
+  """A split as a seekable numpy reader.
+
+  Args:
+    cfg: the split.
+    cache_root: where task splits are materialised.
+    remainder: 'drop' (training) or 'pad' (evaluation, adds `mask`).
+    shard: read only this process's shard, `batch_size / processes` rows
+      per batch; False reads every example with the full batch size.
+    features: features to read (default all).
+
+  Returns:
+    The reader.
+  """
+  directory = materialized_dir(cfg, cache_root)
+  procs = jax.process_count() if shard else 1
+  return NumpyBatches(directory, cfg.batch_size // procs, shuffle=cfg.shuffle,
+                      seed=cfg.seed,
+                      shard_index=jax.process_index() if shard else 0,
+                      num_shards=procs, remainder=remainder,
+                      features=None if features is None else tuple(features))
+
+
+@dataclasses.dataclass(frozen=True)
+class SemanticIds:
+  """Item codes and the token layout of a run."""
+
+  codes: np.ndarray
+  layout: SemanticIdLayout
+  fingerprint: str
+
+
+def load_semantic_ids(batches_dir: str | os.PathLike[str],
+                      semantic_ids_dir: str | None = None) -> SemanticIds:
+  """Codes and layout, checked against the materialised batches.
+
+  Args:
+    batches_dir: a materialised split (its manifest names the layout).
+    semantic_ids_dir: directory with `codes.npy`; default: the task's own
+      semantic IDs (needs the task layer).
+
+  Returns:
+    The semantic IDs.
+
+  Raises:
+    ConfigError: missing codes, or codes of another vocabulary than the
+      batches were made with.
+  """
+  manifest = read_manifest(batches_dir)
+  vocab = manifest.get("vocabulary", {})
+  layout_desc = vocab.get("layout") or {}
+  if semantic_ids_dir is None:
+    import tasks  # pylint: disable=g-import-not-at-top
+    task = manifest.get("task")
+    codes = np.asarray(tasks.get_vocabulary(task).codes)
+  else:
+    path = pathlib.Path(semantic_ids_dir) / "codes.npy"
+    if not path.exists():
+      raise ConfigError(f"{path} does not exist; run the semantic-ID stage "
+                        "(python -m recjax.semantic_ids) first.")
+    codes = np.load(path)
+  layout = SemanticIdLayout(tuple(layout_desc["codebook_sizes"]),
+                            int(layout_desc.get("num_user_buckets", 0)))
+  fingerprint = vocabulary_fingerprint(layout.describe(), codes)
+  if vocab.get("fingerprint") and vocab["fingerprint"] != fingerprint:
+    raise ConfigError(
+        f"{batches_dir}: the batches were made with vocabulary "
+        f"{vocab['fingerprint'][:12]}, but the semantic IDs give "
+        f"{fingerprint[:12]}. Re-materialise the batches or point at the "
+        "semantic IDs they were made with.")
+  layout.check_codes(codes)
+  return SemanticIds(codes=codes.astype(np.int32), layout=layout,
+                     fingerprint=fingerprint)
+
+
+def make_encoder_decoder(layout: SemanticIdLayout,
+                         config: network.TransformerConfig,
+                         label_smoothing: float = 0.0, z_loss: float = 0.0,
+                         loss_temperature: float = 1.0
+                         ) -> models.EncoderDecoderModel:
+  """An encoder-decoder over `layout` (gin: `train.model_fn`).
+
+  The network's `vocab_size` is set to the layout's: the vocabulary, not the
+  gin file, decides it.
+  """
+  config = dataclasses.replace(config, vocab_size=layout.vocab_size)
+  return models.EncoderDecoderModel(
+      network.Transformer(config), layout=layout,
+      label_smoothing=label_smoothing, z_loss=z_loss,
+      loss_temperature=loss_temperature)
+
+
+def model_meta(model: models.BaseModel, ids: SemanticIds) -> dict[str, Any]:
+  """The model/vocabulary description stored with checkpoints."""
+  desc: dict[str, Any] = {"class": type(model).__name__}
+  module = getattr(model, "module", None)
+  if module is not None and dataclasses.is_dataclass(module.config):
+    cfg = dataclasses.asdict(module.config)
+    cfg["dtype"] = str(cfg.get("dtype"))
+    desc["network"] = cfg
+  return {"model": desc,
+          "vocabulary": {**ids.layout.describe(),
+                         "fingerprint": ids.fingerprint}}
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+  """Writes JSON atomically (process 0 only)."""
+  if jax.process_index() != 0:
+    return
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(data, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def gin_main(fn_name: str, argv: Sequence[str] | None = None,
+             description: str = "") -> Any:
+  """Parses T5X-style gin flags, then calls configurable `fn_name`.
+
+  Flags: `--gin_file F` (repeatable), `--gin.NAME=VALUE` (repeatable),
+  `--gin_search_paths a,b`.
+
+  Returns:
+    What the function returns; exits with status 2 on a `RecjaxError`.
+  """
+  parser = argparse.ArgumentParser(description=description)
+  parser.add_argument("--gin_file", action="append", default=[])
+  parser.add_argument("--gin_search_paths", default="")
+  args, rest = parser.parse_known_args(argv)
+  bindings = []
+  for arg in rest:
+    if not arg.startswith("--gin."):
+      parser.error(f"unknown argument {arg!r}")
+    body = arg[len("--gin."):]
+    if "=" not in body:
+      parser.error(f"{arg!r}: expected --gin.NAME=VALUE")
+    bindings.append(body)
+  logging.basicConfig(level=logging.INFO, format="%(message)s")
+  for noisy in ("absl", "orbax", "jax", "tensorflow"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+  search = [p for p in args.gin_search_paths.split(",") if p]
+  try:
+    gin_utils.parse_gin(args.gin_file, bindings, search)
+    return gin.get_configurable(fn_name)()
+  except RecjaxError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except (ValueError, OSError) as e:
+    if "gin" in type(e).__module__ or "configurable" in str(e) or \
+        "gin" in str(e).lower():
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+    raise

@@ -1,0 +1,384 @@
+"""Stage "semantic IDs": item embeddings -> unique codes per item.
+
+`build(dataset, embeddings, method, seed=0, **config)` trains a quantizer
+(`rqvae`, `rqkmeans`, `opq`, `pq` or `letter`), makes the codes unique
+(`collisions="append"`: TIGER's extra level; `"sinkhorn"`: LC-Rec/LETTER
+re-assignment of the last level), and measures them (usage, perplexity,
+collision rate, prefix sharing, reconstruction error, first-code lift).
+
+The stage function writes, atomically, into one directory:
+
+  codes.npy          int32 [num_items, levels], unique rows, item-aligned
+  base_codes.npy     int32 codes before de-duplication
+  tokenizer/         tokenizer.json + Orbax checkpoint (params/); reload with
+                     `recjax.quantizers.load_tokenizer` to encode new items
+  diagnostics.json   the report; code_usage.png: items per code per level
+  config.json        method, seed and all hyperparameters
+  manifest.json      input hash (no-op re-runs), codes checksum, layout
+
+  python -m recjax.semantic_ids --embeddings_dir E --dataset_dir D --out O
+      --method rqvae [--seed 0] [--set epochs=300 --set collisions=sinkhorn]
+
+Seeded runs are bit-for-bit reproducible. No TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from recjax import embed as embed_lib
+from recjax.datasets.canonical import CanonicalDataset
+from recjax.errors import ConfigError
+from recjax.quantizers import collisions
+from recjax.quantizers import diagnostics
+from recjax.quantizers import letter
+from recjax.quantizers import pq
+from recjax.quantizers import rqkmeans
+from recjax.quantizers import rqvae
+from recjax.quantizers.base import Tokenizer
+from recjax.quantizers.base import check_embeddings
+from recjax.tokens import SemanticIdLayout
+
+METHOD_CONFIGS: dict[str, type] = {
+    "rqvae": rqvae.RQVAEConfig,
+    "rqkmeans": rqkmeans.RQKMeansConfig,
+    "opq": pq.OPQConfig,
+    "pq": pq.OPQConfig,
+    "letter": letter.LetterConfig,
+}
+METHODS = tuple(METHOD_CONFIGS)
+_STAGE_VERSION = 1
+
+
+@dataclasses.dataclass
+class SemanticIdConfig:
+  """Options of the stage shared by all methods.
+
+  Attributes:
+    collisions: "append" (extra level) or "sinkhorn" (re-assign last level).
+    collision_codebook_size: fixed size of the extra level (None: as needed).
+    max_vocab_size: fail if the token layout (specials + codes + user
+      buckets) would exceed this many tokens.
+    num_user_buckets: user-hash tokens counted in that layout.
+  """
+
+  collisions: str = "append"
+  collision_codebook_size: int | None = None
+  max_vocab_size: int | None = None
+  num_user_buckets: int = 0
+
+
+@dataclasses.dataclass
+class SemanticIds:
+  """Result of `build`.
+
+  Attributes:
+    codes: int32 `[num_items, levels]`, unique rows, item-aligned.
+    base_codes: int32 quantizer codes before de-duplication.
+    report: diagnostics (see `recjax.quantizers.diagnostics`).
+    tokenizer: the trained quantizer (encodes new items).
+    method: method name.
+    seed: PRNG seed.
+    config: the stage options.
+    method_config: the method's hyperparameters.
+  """
+
+  codes: np.ndarray
+  base_codes: np.ndarray
+  report: dict[str, Any]
+  tokenizer: Tokenizer
+  method: str
+  seed: int
+  config: SemanticIdConfig
+  method_config: Any
+
+  @property
+  def layout(self) -> SemanticIdLayout:
+    """The token layout of `codes`."""
+    return SemanticIdLayout(final_codebook_sizes(self),
+                            self.config.num_user_buckets)
+
+  def config_dict(self) -> dict[str, Any]:
+    """Everything needed to rebuild the codes, as JSON."""
+    return {"method": self.method, "seed": self.seed,
+            "stage": dataclasses.asdict(self.config),
+            "method_config": dataclasses.asdict(self.method_config)}
+
+
+def final_codebook_sizes(result: SemanticIds) -> tuple[int, ...]:
+  """Codebook sizes of the final codes (with the collision level, if any)."""
+  sizes = tuple(result.tokenizer.codebook_sizes)
+  if result.codes.shape[1] > len(sizes):
+    extra = result.config.collision_codebook_size or int(
+        result.codes[:, -1].max()) + 1
+    sizes = sizes + (extra,)
+  return sizes
+
+
+def split_config(method: str, config: dict[str, Any]
+                 ) -> tuple[SemanticIdConfig, Any]:
+  """Splits flat keyword options into stage options and method config.
+
+  Args:
+    method: one of `METHODS`.
+    config: keyword options of `build`.
+
+  Returns:
+    (stage options, method config dataclass).
+
+  Raises:
+    ConfigError: unknown method or option.
+  """
+  if method not in METHOD_CONFIGS:
+    raise ConfigError(f"method {method!r} is not known; choose one of "
+                      f"{list(METHODS)}.")
+  cls = METHOD_CONFIGS[method]
+  stage_names = {f.name for f in dataclasses.fields(SemanticIdConfig)}
+  method_names = {f.name for f in dataclasses.fields(cls)}
+  unknown = set(config) - stage_names - method_names
+  if unknown:
+    raise ConfigError(
+        f"unknown option(s) {sorted(unknown)} for method {method!r}; valid: "
+        f"{sorted(stage_names | method_names)}.")
+  stage = SemanticIdConfig(**{k: v for k, v in config.items()
+                              if k in stage_names})
+  kwargs = {k: tuple(v) if isinstance(v, list) else v
+            for k, v in config.items() if k in method_names}
+  if method == "pq":
+    kwargs.setdefault("rotate", False)
+  if stage.collisions not in collisions.STRATEGIES:
+    raise ConfigError(f"collisions={stage.collisions!r}; choose one of "
+                      f"{collisions.STRATEGIES}.")
+  return stage, cls(**kwargs)
+
+
+def _levels_and_size(method_cfg: Any) -> tuple[int, int]:
+  if isinstance(method_cfg, pq.OPQConfig):
+    return method_cfg.num_subspaces, method_cfg.codebook_size
+  return method_cfg.num_levels, method_cfg.codebook_size
+
+
+def check_layout(sizes: Sequence[int], stage: SemanticIdConfig) -> None:
+  """Raises ConfigError if codebooks of `sizes` exceed `max_vocab_size`."""
+  layout = SemanticIdLayout(tuple(sizes), stage.num_user_buckets)
+  if stage.max_vocab_size is not None and (
+      layout.vocab_size > stage.max_vocab_size):
+    raise ConfigError(
+        f"codebook sizes {list(sizes)} need a vocabulary of "
+        f"{layout.vocab_size} tokens (3 specials + {layout.num_code_tokens} "
+        f"codes + {stage.num_user_buckets} user buckets), more than "
+        f"max_vocab_size={stage.max_vocab_size}. Use fewer levels or smaller "
+        "codebooks, or raise max_vocab_size.")
+
+
+def _cf_matrix(cf: Any, dataset: CanonicalDataset) -> np.ndarray:
+  """Resolves LETTER's CF embeddings: array, .npy path or 'cooccurrence'."""
+  if cf is None:
+    raise ConfigError(
+        "method 'letter' needs cf_embeddings=: an array or .npy path of "
+        "[num_items, dim] CF item embeddings (e.g. from SASRec), or "
+        "'cooccurrence' for the co-occurrence SVD stand-in.")
+  if isinstance(cf, str) and cf == "cooccurrence":
+    train = (s[:-2] for s in dataset.sequences())  # leave-one-out training
+    return letter.cooccurrence_embeddings(train, dataset.num_items)
+  if isinstance(cf, (str, os.PathLike)):
+    path = pathlib.Path(cf)
+    if not path.exists():
+      raise ConfigError(f"cf_embeddings file {path} does not exist.")
+    cf = np.load(path)
+  return check_embeddings(cf, dataset.num_items, name="cf_embeddings")
+
+
+def build(dataset: CanonicalDataset, embeddings: Any, method: str = "rqvae",
+          seed: int = 0, cf_embeddings: Any = None,
+          **config: Any) -> SemanticIds:
+  """Trains a quantizer and returns unique semantic IDs for every item.
+
+  Args:
+    dataset: the canonical dataset (item count, histories for the probe).
+    embeddings: float `[num_items, dim]` item embeddings, item-aligned.
+    method: "rqvae", "rqkmeans", "opq", "pq" or "letter".
+    seed: PRNG seed; equal seeds give equal codes bit for bit.
+    cf_embeddings: LETTER only: `[num_items, cf_dim]` array, `.npy` path, or
+      "cooccurrence" (item2vec-style stand-in from training histories).
+    **config: `SemanticIdConfig` fields and the method config's fields
+      (e.g. `num_levels`, `codebook_size`, `epochs`, `collisions`).
+
+  Returns:
+    The codes, diagnostics and trained tokenizer.
+
+  Raises:
+    ConfigError: bad embeddings, options or vocabulary layout.
+  """
+  start = time.time()
+  stage, mcfg = split_config(method, config)
+  x = check_embeddings(embeddings, dataset.num_items)
+  levels, size = _levels_and_size(mcfg)
+  extra = (stage.collision_codebook_size or 1,) if (
+      stage.collisions == "append") else ()
+  check_layout((size,) * levels + extra, stage)
+  key = jax.random.key(seed)
+  metrics: dict[str, Any] = {}
+  if method == "letter":
+    cf = _cf_matrix(cf_embeddings, dataset)
+    tok, base, last_d, metrics = letter.fit(x, cf, mcfg, key)
+  elif method in ("rqvae",):
+    tok, metrics = rqvae.fit(x, mcfg, key)
+    base, last_d = tok.encode_with_last_distances(x)
+  elif method == "rqkmeans":
+    tok, base, last_d = rqkmeans.fit(x, mcfg, key)
+  else:
+    tok, base, last_d = pq.fit(x, mcfg, key)
+  train_time = time.time() - start
+  codes = collisions.deduplicate(base, stage.collisions, last_d,
+                                 stage.collision_codebook_size)
+  result = SemanticIds(codes=codes, base_codes=base, report={},
+                       tokenizer=tok, method=method, seed=seed, config=stage,
+                       method_config=mcfg)
+  sizes = final_codebook_sizes(result)
+  check_layout(sizes, stage)
+  result.layout.check_codes(codes)
+  extra_report = {"method": method, "seed": seed,
+                  "train_seconds": train_time,
+                  "final_codebook_sizes": list(sizes)}
+  extra_report.update(tok.reconstruction_errors(x))
+  extra_report.update(metrics)
+  result.report = diagnostics.build_report(
+      base, codes, tok.codebook_sizes, dataset.sequences(), extra_report)
+  result.report["seconds"] = time.time() - start
+  return result
+
+
+def save(result: SemanticIds, directory: pathlib.Path,
+         manifest: dict[str, Any]) -> None:
+  """Writes a result's artefacts into an (empty) directory."""
+  np.save(directory / "codes.npy", result.codes)
+  np.save(directory / "base_codes.npy", result.base_codes)
+  result.tokenizer.save(directory / "tokenizer")
+  with open(directory / "diagnostics.json", "w", encoding="utf-8") as f:
+    json.dump(result.report, f, indent=2, sort_keys=True)
+  with open(directory / "config.json", "w", encoding="utf-8") as f:
+    json.dump(result.config_dict(), f, indent=2, sort_keys=True, default=str)
+  diagnostics.plot_usage(result.base_codes, result.tokenizer.codebook_sizes,
+                         directory / "code_usage.png",
+                         title=f"{result.method} code usage")
+  with open(directory / embed_lib.MANIFEST_FILE, "w", encoding="utf-8") as f:
+    json.dump(manifest, f, indent=2, sort_keys=True)
+
+
+def semantic_ids_stage(embeddings_dir: str | os.PathLike[str],
+                       dataset_dir: str | os.PathLike[str],
+                       out_dir: str | os.PathLike[str],
+                       method: str = "rqvae", seed: int = 0,
+                       cf_embeddings: str | None = None, force: bool = False,
+                       **config: Any) -> pathlib.Path:
+  """Runs the semantic-ID stage: embeddings directory -> codes directory.
+
+  Args:
+    embeddings_dir: output of the embed stage.
+    dataset_dir: the canonical dataset the embeddings belong to.
+    out_dir: output directory (see the module docstring).
+    method: quantizer.
+    seed: PRNG seed.
+    cf_embeddings: LETTER: `.npy` path or "cooccurrence".
+    force: recompute even when up to date.
+    **config: options of `build`.
+
+  Returns:
+    `out_dir`; nothing is recomputed when its manifest records the same
+    input hash (embeddings, dataset, CF file, method, seed, config).
+  """
+  out = pathlib.Path(out_dir)
+  emb, emb_manifest = embed_lib.load_embeddings(embeddings_dir)
+  dataset = CanonicalDataset.load(dataset_dir)
+  stage, mcfg = split_config(method, dict(config))
+  cf_id = None
+  if cf_embeddings is not None:
+    cf_id = cf_embeddings if cf_embeddings == "cooccurrence" else \
+        embed_lib.array_checksum(np.load(cf_embeddings))
+  inputs = {"stage_version": _STAGE_VERSION,
+            "embeddings": emb_manifest.get("checksum"),
+            "dataset": dataset.fingerprint(), "cf_embeddings": cf_id,
+            "method": method, "seed": seed,
+            "stage": dataclasses.asdict(stage),
+            "method_config": dataclasses.asdict(mcfg)}
+  input_hash = embed_lib.config_hash(inputs)
+  old = embed_lib.read_manifest(out)
+  if not force and old and old.get("input_hash") == input_hash and (
+      out / "codes.npy").exists():
+    logging.info("semantic_ids: %s is up to date.", out)
+    return out
+  result = build(dataset, emb, method, seed, cf_embeddings=cf_embeddings,
+                 **config)
+  print(diagnostics.format_report(result.report))
+  manifest = {"input_hash": input_hash, "inputs": inputs,
+              "codes_checksum": embed_lib.array_checksum(result.codes),
+              "num_items": int(result.codes.shape[0]),
+              "levels": int(result.codes.shape[1]),
+              "layout": result.layout.describe()}
+  with embed_lib.atomic_directory(out) as tmp:
+    save(result, tmp, manifest)
+  return out
+
+
+def load_codes(directory: str | os.PathLike[str]) -> np.ndarray:
+  """Reads `codes.npy` of a stage directory, verifying its checksum."""
+  path = pathlib.Path(directory)
+  manifest = embed_lib.read_manifest(path)
+  if manifest is None or not (path / "codes.npy").exists():
+    raise ConfigError(f"{path} is not a semantic-ID stage directory; run "
+                      "`python -m recjax.semantic_ids --out ...`.")
+  codes = np.load(path / "codes.npy")
+  if embed_lib.array_checksum(codes) != manifest["codes_checksum"]:
+    raise ConfigError(f"{path / 'codes.npy'} does not match its manifest "
+                      "checksum; re-run the stage.")
+  return codes
+
+
+def _parse_value(text: str) -> Any:
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError:
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  """`python -m recjax.semantic_ids` entry point."""
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--embeddings_dir", required=True)
+  parser.add_argument("--dataset_dir", required=True)
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--method", default="rqvae", choices=METHODS)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--cf_embeddings", default=None,
+                      help="LETTER: .npy path or 'cooccurrence'")
+  parser.add_argument("--set", action="append", default=[],
+                      metavar="KEY=VALUE",
+                      help="option of build(), value parsed as JSON")
+  parser.add_argument("--force", action="store_true")
+  args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.INFO)
+  config = {}
+  for item in args.set:
+    if "=" not in item:
+      parser.error(f"--set {item!r}: expected KEY=VALUE")
+    k, v = item.split("=", 1)
+    config[k] = _parse_value(v)
+  semantic_ids_stage(args.embeddings_dir, args.dataset_dir, args.out,
+                     args.method, args.seed, args.cf_embeddings, args.force,
+                     **config)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,195 @@
+"""End-to-end tests of the train / eval / infer entry points (gin, Orbax).
+
+A tiny TIGER task over `recjax_synthetic/tiny` with random semantic IDs is
+registered by a small module that the gin file imports, as T5X users do.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import gin
+import numpy as np
+import pytest
+
+from recjax import checkpoints
+from recjax import gin_utils
+from recjax.errors import ConfigError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SIZES = (4, 4, 4)
+
+
+def _write_task(root: pathlib.Path, name: str) -> pathlib.Path:
+  """Codes, a task-registering module and a gin file; returns the gin."""
+  sem = root / "semantic_ids"
+  sem.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(0)
+  combos = np.stack(np.meshgrid(*[np.arange(s) for s in SIZES],
+                                indexing="ij"), -1).reshape(-1, 3)
+  codes = combos[rng.permutation(len(combos))[:60]].astype(np.int32)
+  np.save(sem / "codes.npy", codes)
+  (sem / "manifest.json").write_text(json.dumps(
+      {"layout": {"codebook_sizes": list(SIZES), "num_user_buckets": 10}}))
+  (root / f"{name}_module.py").write_text(textwrap.dedent(f"""
+      import tasks
+      tasks.register_tiger_task(
+          {name!r}, "recjax_synthetic/tiny", {str(sem)!r},
+          data_dir={str(root / 'tfds')!r}, max_history=5,
+          num_user_buckets=10)
+      """))
+  gin_file = root / f"{name}.gin"
+  gin_file.write_text(textwrap.dedent(f"""
+      import {name}_module
+      include 'models/tiger_small.gin'
+      MIXTURE_OR_TASK_NAME = {name!r}
+      MODEL_DIR = {str(root / 'model')!r}
+      TRAIN_STEPS = 30
+      BATCH_SIZE = 16
+      WARMUP_STEPS = 2
+      EVAL_PERIOD = 10
+      NUM_DECODES = 10
+      LEARNING_RATE = 3e-3
+      recjax.trainer.TrainerConfig.log_period = 10
+      recjax.trainer.TrainerConfig.async_checkpoints = False
+      """))
+  return gin_file
+
+
+@pytest.fixture
+def task_gin(tmp_path, monkeypatch):
+  monkeypatch.syspath_prepend(str(tmp_path))
+  gin.clear_config()
+  yield _write_task(tmp_path, "tiny_tiger")
+  gin.clear_config()
+
+
+def _parse(files, bindings=()):
+  gin.clear_config()
+  gin_utils.parse_gin([str(f) for f in files], list(bindings),
+                      finalize=False)
+
+
+def test_train_eval_infer(task_gin, tmp_path):
+  _parse(["runs/train.gin", task_gin])
+  state = gin.get_configurable("recjax.train.train")()
+  assert int(state.step) == 30
+  model_dir = tmp_path / "model"
+  assert (model_dir / "curves.png").exists()
+  history = [json.loads(x) for x in open(model_dir / "history.jsonl")]
+  assert any("validation/ndcg@10" in r for r in history)
+  assert sorted(p.name for p in (model_dir / "checkpoints").iterdir()
+                if p.name.isdigit()) == ["10", "20", "30"]
+  assert any(p.name.isdigit() for p in (model_dir / "best").iterdir())
+
+  _parse(["runs/eval.gin", task_gin])
+  results = gin.get_configurable("recjax.eval.evaluate")()
+  for key in ("test/recall@5", "test/ndcg@5", "test_excl/recall@5",
+              "test/invalid_rate", "test/mrr"):
+    assert key in results
+  assert results["test/invalid_rate"] == 0.0
+  assert json.loads((model_dir / "eval_test.json").read_text()) == results
+
+  from recjax import datasets  # pylint: disable=g-import-not-at-top
+  ds = datasets.load("synthetic", num_users=100, num_items=60,
+                     num_clusters=6, seed=0)
+  ds.save(tmp_path / "dataset")
+  hist = tmp_path / "hist.jsonl"
+  hist.write_text(json.dumps({"user_id": "u1", "history": ["i1", "i2",
+                                                           "nope"]}) + "\n")
+  _parse(["runs/infer.gin", task_gin], [
+      f"DATASET_DIR='{tmp_path / 'dataset'}'",
+      f"SEMANTIC_IDS_DIR='{tmp_path / 'semantic_ids'}'",
+      f"OUTPUT='{tmp_path / 'recs.jsonl'}'", f"HISTORIES='{hist}'",
+      "NUM_DECODES=10", "NUM_USER_BUCKETS=10",
+      "recjax.infer.infer.max_history=5"])
+  gin.get_configurable("recjax.infer.infer")()
+  lines = [json.loads(x) for x in open(tmp_path / "recs.jsonl")]
+  assert lines[0]["user_id"] == "u1" and len(lines[0]["items"]) == 10
+  assert set(lines[0]["items"]) <= set(ds.items.original_ids)
+  assert lines[0]["unknown_items"] == ["nope"]
+  assert lines[0]["scores"] == sorted(lines[0]["scores"], reverse=True)
+
+  hist.write_text('{"user_id": "u1", "history": ["i1"]}\n{broken\n')
+  with pytest.raises(ConfigError, match=r"hist.jsonl:2: not valid JSON"):
+    gin.get_configurable("recjax.infer.infer")()
+
+
+def test_model_of_another_vocabulary_refused(task_gin, tmp_path):
+  _parse(["runs/train.gin", task_gin], ["TRAIN_STEPS=4", "EVAL_PERIOD=0"])
+  gin.get_configurable("recjax.train.train")()
+  _parse(["runs/train.gin", task_gin], [
+      "TRAIN_STEPS=6", "EVAL_PERIOD=0",
+      "recjax.network.TransformerConfig.emb_dim = 32"])
+  with pytest.raises(checkpoints.CheckpointError, match="different model"):
+    gin.get_configurable("recjax.train.train")()
+
+
+def test_unregistered_task(tmp_path):
+  _parse(["runs/train.gin", "models/tiger_small.gin"], [
+      "MIXTURE_OR_TASK_NAME='no_such_task'", f"MODEL_DIR='{tmp_path}'",
+      "TRAIN_STEPS=4", "WARMUP_STEPS=1"])
+  with pytest.raises(ConfigError, match="no_such_task"):
+    gin.get_configurable("recjax.train.train")()
+  gin.clear_config()
+
+
+def test_feature_lengths_too_short(task_gin, tmp_path):
+  _parse(["runs/train.gin", task_gin],
+         ["TASK_FEATURE_LENGTHS={'inputs': 8, 'targets': 4}"])
+  with pytest.raises(ConfigError, match="inputs"):
+    gin.get_configurable("recjax.train.train")()
+
+
+def _run_train(gin_file, root, extra=()):
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(REPO)]),
+             JAX_PLATFORMS="cpu")
+  cmd = [sys.executable, "-m", "recjax.train", "--gin_file=runs/train.gin",
+         f"--gin_file={gin_file}", *extra]
+  return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def test_sigkill_then_resume_is_bit_exact(tmp_path):
+  gin_file = _write_task(tmp_path, "kill_tiger")
+  common = ["--gin.EVAL_PERIOD=0", "--gin.TRAIN_STEPS=30",
+            "--gin.recjax.trainer.TrainerConfig.checkpoint_period=5"]
+  ref = _run_train(gin_file, tmp_path,
+                   common + [f"--gin.MODEL_DIR='{tmp_path / 'ref'}'"])
+  out = ref.communicate(timeout=900)[0]
+  assert ref.returncode == 0, out[-3000:]
+
+  victim = _run_train(gin_file, tmp_path,
+                      common + [f"--gin.MODEL_DIR='{tmp_path / 'run'}'"])
+  ckpt = tmp_path / "run" / "checkpoints"
+  deadline = time.time() + 900
+  while time.time() < deadline and victim.poll() is None:
+    done = [p for p in ckpt.glob("*") if p.name.isdigit()] if \
+        ckpt.exists() else []
+    if any(int(p.name) >= 10 for p in done):
+      break
+    time.sleep(0.2)
+  assert victim.poll() is None, "training finished before it was killed"
+  victim.send_signal(signal.SIGKILL)
+  victim.wait()
+  steps = sorted(int(p.name) for p in ckpt.glob("*") if p.name.isdigit())
+  assert steps and steps[-1] < 30
+
+  resumed = _run_train(gin_file, tmp_path,
+                       common + [f"--gin.MODEL_DIR='{tmp_path / 'run'}'"])
+  out = resumed.communicate(timeout=900)[0]
+  assert resumed.returncode == 0, out[-3000:]
+  assert f"Resuming from step {steps[-1]}" in out or steps[-1] == 0
+
+  meta = {}
+  a, sa = checkpoints.Checkpointer(tmp_path / "ref", meta).restore_params()
+  b, sb = checkpoints.Checkpointer(tmp_path / "run", meta).restore_params()
+  assert sa == sb == 30
+  import jax  # pylint: disable=g-import-not-at-top
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
