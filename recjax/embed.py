@@ -25,7 +25,6 @@ No TensorFlow is imported.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import hashlib
 import html
@@ -34,10 +33,7 @@ import logging
 import os
 import pathlib
 import re
-import shutil
 import string
-import tempfile
-from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
@@ -47,6 +43,7 @@ import numpy as np
 from recjax.datasets.canonical import CanonicalDataset
 from recjax.datasets.canonical import ItemTable
 from recjax.errors import ConfigError
+from recjax.io_utils import atomic_directory
 
 # TIGER embedded title, price, brand and category; the Amazon sets here have
 # no price, so the default uses the fields every canonical item table has.
@@ -160,37 +157,6 @@ def embed_items(dataset: CanonicalDataset,
 
 
 # -- artefact directories ------------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_directory(dest: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
-  """Yields a temporary sibling directory renamed onto `dest` on success.
-
-  On an exception the temporary directory is removed and `dest` is left as
-  it was, so a failed stage leaves no half-written output.
-
-  Args:
-    dest: final directory (replaced if it exists).
-
-  Yields:
-    The temporary directory to write into.
-  """
-  dest = pathlib.Path(dest)
-  dest.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-",
-                                      dir=dest.parent))
-  try:
-    yield tmp
-    if dest.exists():
-      old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-      dest.rename(old)
-      tmp.rename(dest)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      tmp.rename(dest)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
 
 
 def array_checksum(x: np.ndarray) -> str:

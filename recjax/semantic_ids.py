@@ -38,6 +38,7 @@ import jax
 import numpy as np
 
 from recjax import embed as embed_lib
+from recjax import io_utils
 from recjax.datasets.canonical import CanonicalDataset
 from recjax.errors import ConfigError
 from recjax.quantizers import collisions
@@ -327,7 +328,7 @@ def semantic_ids_stage(embeddings_dir: str | os.PathLike[str],
               "num_items": int(result.codes.shape[0]),
               "levels": int(result.codes.shape[1]),
               "layout": result.layout.describe()}
-  with embed_lib.atomic_directory(out) as tmp:
+  with io_utils.atomic_directory(out) as tmp:
     save(result, tmp, manifest)
   return out
 

@@ -16,15 +16,11 @@ TensorFlow:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
 import os
 import pathlib
-import shutil
-import tempfile
-from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
@@ -34,30 +30,11 @@ import seqio
 
 from recjax import numpy_batches
 from recjax.errors import ConfigError
+from recjax.io_utils import atomic_directory
 from tasks import tiger
 from tasks.vocabulary import SemanticIdVocabulary
 
 _CHUNK = 1024
-
-
-@contextlib.contextmanager
-def _atomic_directory(dest: pathlib.Path) -> Iterator[pathlib.Path]:
-  """Yields a temporary sibling directory that replaces `dest` on success."""
-  dest.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-",
-                                      dir=dest.parent))
-  try:
-    yield tmp
-    old = None
-    if dest.exists():
-      old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-      os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old is not None:
-      shutil.rmtree(old, ignore_errors=True)
-  finally:
-    if tmp.exists():
-      shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _vocabulary_info(task: seqio.Task) -> dict[str, Any]:
@@ -178,7 +155,7 @@ def materialize(task_name: str, split: str,
       "seed": seed,
       "inputs": inputs,
   }
-  with _atomic_directory(out) as tmp:
+  with atomic_directory(out) as tmp:
     for key, a in arrays.items():
       np.save(numpy_batches.feature_path(tmp, key), a, allow_pickle=False)
     with open(tmp / numpy_batches.MANIFEST_FILE, "w", encoding="utf-8") as f:

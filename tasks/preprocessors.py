@@ -57,7 +57,8 @@ def _check_max_history(max_history: int) -> None:
 
 
 def expand_prefixes(dataset: tf.data.Dataset, max_history: int = 20,
-                    expand: bool | None = None) -> tf.data.Dataset:
+                    expand: bool | None = None,
+                    max_prefixes: int | None = None) -> tf.data.Dataset:
   """Expands training sequences into every prefix (TIGER's protocol).
 
   For a training example with sequence `s = history + [target]` it emits,
@@ -70,6 +71,8 @@ def expand_prefixes(dataset: tf.data.Dataset, max_history: int = 20,
     max_history: the most recent items kept in a history.
     expand: True: expand every example; False: expand none; None: expand
       those whose `is_train` feature is True (all if it is absent).
+    max_prefixes: keep only each user's most recent `max_prefixes` training
+      examples (None: all, TIGER's protocol).
 
   Returns:
     The expanded dataset.
@@ -78,6 +81,9 @@ def expand_prefixes(dataset: tf.data.Dataset, max_history: int = 20,
     ConfigError: `max_history < 1`.
   """
   _check_max_history(max_history)
+  if max_prefixes is not None and max_prefixes < 1:
+    raise ConfigError(f"max_prefixes must be >= 1 or None, got "
+                      f"{max_prefixes}.")
 
   def per_user(ex):
     seq = tf.concat([tf.cast(ex["history"], tf.int32),
@@ -87,7 +93,8 @@ def expand_prefixes(dataset: tf.data.Dataset, max_history: int = 20,
       train = ex.get(IS_TRAIN, tf.constant(True))
     else:
       train = tf.constant(bool(expand))
-    first = tf.where(train, 1, n - 1)
+    lowest = 1 if max_prefixes is None else tf.maximum(1, n - max_prefixes)
+    first = tf.where(train, lowest, n - 1)
     ends = tf.range(first, n)  # target positions
     starts = tf.maximum(ends - max_history, 0)
     lengths = ends - starts

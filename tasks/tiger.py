@@ -256,6 +256,8 @@ class TigerTaskConfig:
     codebook_sizes: explicit codebook sizes (else from the directory).
     use_user_token: prepend the user token to `inputs`.
     ks: metric cut-offs.
+    max_train_prefixes: keep each user's most recent training prefixes
+      only (None: every prefix, TIGER's protocol).
   """
 
   name: str
@@ -268,6 +270,7 @@ class TigerTaskConfig:
   codebook_sizes: tuple[int, ...] | None = None
   use_user_token: bool = True
   ks: tuple[int, ...] = metrics_lib.DEFAULT_KS
+  max_train_prefixes: int | None = None
 
   def resolved_semantic_ids_dir(self) -> pathlib.Path:
     if self.semantic_ids_dir is not None:
@@ -333,7 +336,8 @@ def _build_task(config: TigerTaskConfig) -> seqio.Task:
           *([functools.partial(prep.add_user_token, vocabulary=vocab)]
             if config.use_user_token else []),
           functools.partial(prep.expand_prefixes,
-                            max_history=config.max_history),
+                            max_history=config.max_history,
+                            max_prefixes=config.max_train_prefixes),
           functools.partial(prep.to_inputs_targets, vocabulary=vocab,
                             use_user_token=config.use_user_token),
           seqio.CacheDatasetPlaceholder(),
@@ -353,7 +357,8 @@ def register_tiger_task(name: str, tfds_name: str,
                         num_user_buckets: int = DEFAULT_USER_BUCKETS,
                         codebook_sizes: Sequence[int] | None = None,
                         use_user_token: bool | None = None,
-                        ks: Sequence[int] = metrics_lib.DEFAULT_KS
+                        ks: Sequence[int] = metrics_lib.DEFAULT_KS,
+                        max_train_prefixes: int | None = None
                         ) -> seqio.Task:
   """Registers (or re-registers) a TIGER task.
 
@@ -374,6 +379,8 @@ def register_tiger_task(name: str, tfds_name: str,
     codebook_sizes: explicit codebook sizes.
     use_user_token: prepend the user token; default `num_user_buckets > 0`.
     ks: metric cut-offs.
+    max_train_prefixes: keep each user's most recent training prefixes
+      only (None: every prefix, TIGER's protocol).
 
   Returns:
     The registered task.
@@ -400,7 +407,9 @@ def register_tiger_task(name: str, tfds_name: str,
       codebook_sizes=(None if codebook_sizes is None
                       else tuple(int(s) for s in codebook_sizes)),
       use_user_token=bool(use_user_token),
-      ks=tuple(int(k) for k in ks))
+      ks=tuple(int(k) for k in ks),
+      max_train_prefixes=(None if max_train_prefixes is None
+                          else int(max_train_prefixes)))
   with _REGISTRY_LOCK:
     registered = name in seqio.TaskRegistry.names()
     if registered and _CONFIGS.get(name) == config:

@@ -70,6 +70,21 @@ def test_expand_prefixes_matches_brute_force(dataset, split, max_history):
   assert got == _expected_examples(dataset, split, max_history)
 
 
+@pytest.mark.parametrize("max_prefixes", [1, 4])
+def test_max_prefixes_keeps_the_most_recent(dataset, max_prefixes):
+  ds = prep.expand_prefixes(_split_dataset(dataset, "train"), 5,
+                            max_prefixes=max_prefixes)
+  got = [(int(e["user_index"]), e["history"].tolist(), int(e["target"]))
+         for e in ds.as_numpy_iterator()]
+  full = _expected_examples(dataset, "train", 5)
+  want = []
+  for u in range(dataset.num_users):
+    want += [e for e in full if e[0] == u][-max_prefixes:]
+  assert got == want
+  with pytest.raises(ConfigError, match="max_prefixes"):
+    prep.expand_prefixes(_split_dataset(dataset, "train"), 5, max_prefixes=0)
+
+
 def test_expand_flag_overrides_is_train(dataset):
   val = _split_dataset(dataset, "validation")
   expanded = list(prep.expand_prefixes(val, 20, expand=True)

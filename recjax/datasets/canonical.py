@@ -24,8 +24,6 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -34,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from recjax.errors import DatasetError
+from recjax.io_utils import atomic_directory
 
 # Text fields every item table has (empty strings where the source lacks one).
 STANDARD_FIELDS = ("title", "brand", "categories", "description")
@@ -237,10 +236,7 @@ class CanonicalDataset:
       The destination path.
     """
     dest = pathlib.Path(directory)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-",
-                                        dir=dest.parent))
-    try:
+    with atomic_directory(dest) as tmp:
       arrays = {"offsets": self.offsets, "items": self.items_flat}
       if self.timestamps_flat is not None:
         arrays["timestamps"] = self.timestamps_flat
@@ -260,16 +256,6 @@ class CanonicalDataset:
       }
       with open(tmp / "meta.json", "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2, sort_keys=True, default=str)
-      if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        dest.rename(old)
-        tmp.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
-      else:
-        tmp.rename(dest)
-    except BaseException:
-      shutil.rmtree(tmp, ignore_errors=True)
-      raise
     return dest
 
   @classmethod

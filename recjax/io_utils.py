@@ -1,0 +1,41 @@
+"""Atomic artefact directories: a failed stage leaves no half-written output."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def atomic_directory(dest: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
+  """Yields a temporary sibling directory renamed onto `dest` on success.
+
+  On an exception the temporary directory is removed and `dest` is left as
+  it was.
+
+  Args:
+    dest: final directory (replaced if it exists).
+
+  Yields:
+    The temporary directory to write into.
+  """
+  dest = pathlib.Path(dest)
+  dest.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-",
+                                      dir=dest.parent))
+  try:
+    yield tmp
+    if dest.exists():
+      old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+      dest.rename(old)
+      tmp.rename(dest)
+      shutil.rmtree(old, ignore_errors=True)
+    else:
+      tmp.rename(dest)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
