@@ -10,6 +10,7 @@ items get codes without re-training.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import os
@@ -76,7 +77,7 @@ def check_embeddings(x: Any, num_items: int | None = None,
   return x
 
 
-class Tokenizer:
+class Tokenizer(abc.ABC):
   """A trained quantizer: embeddings -> codes.
 
   Subclasses set `method` and `config_cls`, implement
@@ -96,18 +97,18 @@ class Tokenizer:
     self.input_dim = int(input_dim)
 
   @property
+  @abc.abstractmethod
   def codebook_sizes(self) -> tuple[int, ...]:
     """Number of codes at each level."""
-    raise NotImplementedError
 
   @property
   def num_levels(self) -> int:
     return len(self.codebook_sizes)
 
+  @abc.abstractmethod
   def encode_with_last_distances(self, x: np.ndarray
                                  ) -> tuple[np.ndarray, np.ndarray]:
     """(codes int32 `[n, L]`, `[n, K_last]` last-level distances)."""
-    raise NotImplementedError
 
   def encode(self, embeddings: Any) -> np.ndarray:
     """Assigns codes to (possibly unseen) items without re-training.
@@ -121,9 +122,9 @@ class Tokenizer:
     x = check_embeddings(embeddings, dim=self.input_dim)
     return self.encode_with_last_distances(x)[0]
 
+  @abc.abstractmethod
   def reconstruct(self, x: np.ndarray) -> np.ndarray:
     """Reconstruction of `x` from its codes (for the error diagnostic)."""
-    raise NotImplementedError
 
   def reconstruction_errors(self, x: np.ndarray) -> dict[str, float]:
     """Mean squared error and error relative to the embeddings' energy."""
