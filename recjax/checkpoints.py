@@ -169,7 +169,7 @@ class Checkpointer:
       best: read the best-checkpoint directory.
 
     Returns:
-      `(params, step)` with host (numpy) arrays.
+      `(params, step)`; arrays on the default device, as saved.
 
     Raises:
       CheckpointError: no checkpoint, corrupt, or another model/vocabulary.
@@ -186,7 +186,7 @@ class Checkpointer:
     where = f"checkpoint {manager.directory / str(step)}"
     try:
       restored = manager.restore(step, args=ocp.args.Composite(
-          meta=ocp.args.JsonRestore(), state=ocp.args.PyTreeRestore()))
+          meta=ocp.args.JsonRestore(), state=ocp.args.StandardRestore()))
     except Exception as e:
       raise CheckpointError(
           f"{where} is corrupt or unreadable ({type(e).__name__}: "

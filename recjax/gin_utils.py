@@ -34,6 +34,9 @@ _CONFIGURABLES: dict[str, tuple[str, ...]] = {
     "recjax.network": ("TransformerConfig", "Transformer"),
     "recjax.models": ("EncoderDecoderModel",),
     "recjax.decoding": ("beam_search",),
+    "recjax.sequential": ("SASRecConfig", "make_sasrec"),
+    "recjax.dual_encoder": ("DualEncoderConfig", "make_dual_encoder"),
+    "recjax.lite": ("LiteConfig", "make_lite"),
     # trainer, partitioning, entry points
     "recjax.train": ("train",),
     "recjax.eval": ("evaluate",),
@@ -42,6 +45,8 @@ _CONFIGURABLES: dict[str, tuple[str, ...]] = {
     "recjax.trainer": ("TrainerConfig",),
     "recjax.optimizers": ("OptimizerConfig", "ScheduleConfig"),
     "recjax.evaluation": ("EvalConfig",),
+    "recjax.item_sequences": ("ItemDataConfig",),
+    "recjax.train_items": ("train_items",),
     "recjax.partitioning": ("DistributedConfig",),
     # tasks
     "recjax.numpy_batches": ("NumpyBatches",),

@@ -30,6 +30,8 @@ import numpy as np
 from recjax import decoding
 from recjax.errors import ConfigError
 from recjax.network import Transformer
+from recjax.tokens import EOS_ID
+from recjax.tokens import PAD_ID
 from recjax.tokens import SemanticIdLayout
 from recjax.trie import ItemTrie
 
@@ -109,6 +111,112 @@ def cross_entropy_loss(logits: Array, targets: Array, weights: Array, *,
   return loss, metrics
 
 
+ALIGNMENT_POOLINGS = ("mean", "max")
+
+
+def masked_pool(x: Array, mask: Array, pooling: str = "mean") -> Array:
+  """Pools `[batch, length, dim]` activations over the positions in `mask`.
+
+  Args:
+    x: activations `[batch, length, dim]`.
+    mask: bool `[batch, length]`, True on the positions to pool.
+    pooling: "mean" or "max" (see `ALIGNMENT_POOLINGS`).
+
+  Returns:
+    float32 `[batch, dim]`; rows without a masked-in position are zero.
+  """
+  x = x.astype(jnp.float32)
+  m = mask[..., None]
+  if pooling == "mean":
+    count = jnp.maximum(jnp.sum(m.astype(jnp.float32), axis=1), 1.0)
+    return jnp.sum(jnp.where(m, x, 0.0), axis=1) / count
+  if pooling == "max":
+    low = jnp.finfo(jnp.float32).min
+    pooled = jnp.max(jnp.where(m, x, low), axis=1)
+    return jnp.where(jnp.any(m, axis=1), pooled, 0.0)
+  raise ConfigError(f"pooling must be one of {ALIGNMENT_POOLINGS}, got "
+                    f"{pooling!r}.")
+
+
+def in_batch_infonce(queries: Array, keys: Array, *, temperature: float,
+                     valid: Array | None = None,
+                     same_key: Array | None = None) -> Array:
+  """Symmetric in-batch InfoNCE between L2-normalised query and key rows.
+
+  Row `i` of `queries` and row `i` of `keys` are a positive pair; the other
+  valid rows of the batch are negatives. With `s_ij = cos(q_i, k_j) /
+  temperature` the loss of pair `i` is the mean of the query-to-key term
+  `logsumexp_j s_ij - s_ii` and the key-to-query term `logsumexp_j s_ji -
+  s_ii` (CLIP-style). Pairs `(i, j)`, `j != i`, with `same_key[i, j]` (the
+  same target item in two examples) are dropped from both softmaxes, so
+  duplicates are not pushed apart.
+
+  Args:
+    queries: `[batch, dim]` (e.g. pooled histories).
+    keys: `[batch, dim]` (e.g. pooled target items).
+    temperature: softmax temperature (> 0) on the cosine similarities.
+    valid: optional bool `[batch]`; invalid rows (padding examples) are
+      neither anchors nor negatives.
+    same_key: optional bool `[batch, batch]`, symmetric, True where examples
+      `i` and `j` have the same key.
+
+  Returns:
+    The float32 loss averaged over valid rows (0 when there are none).
+  """
+  def normalize(x: Array) -> Array:
+    x = x.astype(jnp.float32)
+    return x * jax.lax.rsqrt(jnp.sum(jnp.square(x), -1, keepdims=True) +
+                             1e-12)
+
+  batch = queries.shape[0]
+  sim = normalize(queries) @ normalize(keys).T / temperature
+  eye = jnp.eye(batch, dtype=bool)
+  valid = (jnp.ones((batch,), bool) if valid is None
+           else jnp.asarray(valid, bool))
+  allowed = valid[:, None] & valid[None, :]
+  if same_key is not None:
+    allowed = allowed & (eye | ~jnp.asarray(same_key, bool))
+  # A finite fill keeps rows with nothing allowed free of NaNs; `valid`
+  # drops them below.
+  masked = jnp.where(allowed, sim, -1e9)
+  positive = jnp.diagonal(sim)
+  q_to_k = jax.nn.logsumexp(masked, axis=1) - positive
+  k_to_q = jax.nn.logsumexp(masked, axis=0) - positive
+  per_row = jnp.where(valid, 0.5 * (q_to_k + k_to_q), 0.0)
+  count = jnp.maximum(jnp.sum(valid.astype(jnp.float32)), 1.0)
+  return jnp.sum(per_row) / count
+
+
+def _encode_decode_and_items(module: Transformer, encoder_input_tokens: Array,
+                             decoder_input_tokens: Array,
+                             decoder_target_tokens: Array, item_tokens: Array,
+                             enable_dropout: bool
+                             ) -> tuple[Array, Array, Array]:
+  """The teacher-forced pass plus the shared encoder on the target IDs.
+
+  Used as `module.apply(..., method=_encode_decode_and_items)`: the history
+  is encoded once and that output feeds both the decoder and the alignment
+  loss; the encoder then runs on the target item's tokens. The generation
+  pass draws its dropout masks in the same order as `Transformer.__call__`.
+
+  Args:
+    module: the bound network.
+    encoder_input_tokens: `[batch, enc_length]`.
+    decoder_input_tokens: `[batch, dec_length]`.
+    decoder_target_tokens: `[batch, dec_length]`.
+    item_tokens: `[batch, item_length]`, the target IDs, PAD elsewhere.
+    enable_dropout: training mode.
+
+  Returns:
+    `(logits, encoded_history, encoded_items)`.
+  """
+  encoded = module.encode(encoder_input_tokens, enable_dropout=enable_dropout)
+  logits = module.decode(encoded, encoder_input_tokens, decoder_input_tokens,
+                         decoder_target_tokens, enable_dropout=enable_dropout)
+  items = module.encode(item_tokens, enable_dropout=enable_dropout)
+  return logits, encoded, items
+
+
 class BaseModel(abc.ABC):
   """The T5X model contract (see DESIGN.md, "Contracts").
 
@@ -157,6 +265,10 @@ class EncoderDecoderModel(BaseModel):
     label_smoothing: training label smoothing.
     z_loss: training z-loss coefficient.
     loss_temperature: softmax temperature of the training loss (LETTER).
+    alignment_weight: weight of the CALRec-style contrastive alignment loss
+      (0 = off).
+    alignment_temperature: InfoNCE temperature of the alignment loss.
+    alignment_pooling: pooling of encoder outputs for the alignment loss.
   """
 
   FEATURE_CONVERTER_CLS = _LazySeqioAttr("EncDecFeatureConverter")
@@ -166,7 +278,9 @@ class EncoderDecoderModel(BaseModel):
                num_user_buckets: int = 0,
                layout: SemanticIdLayout | None = None,
                label_smoothing: float = 0.0, z_loss: float = 0.0,
-               loss_temperature: float = 1.0):
+               loss_temperature: float = 1.0, alignment_weight: float = 0.0,
+               alignment_temperature: float = 0.07,
+               alignment_pooling: str = "mean"):
     """Builds the model.
 
     Args:
@@ -177,6 +291,12 @@ class EncoderDecoderModel(BaseModel):
       label_smoothing: in [0, 1).
       z_loss: >= 0.
       loss_temperature: > 0.
+      alignment_weight: >= 0; > 0 adds `alignment_weight` times the
+        contrastive alignment loss of pooled history and pooled target item
+        (CALRec, see `loss_fn`).
+      alignment_temperature: > 0, divides cosine similarities; 0.07 as in
+        CLIP's initial value, MoCo and VQ-Rec.
+      alignment_pooling: "mean" or "max" over non-PAD encoder positions.
 
     Raises:
       ConfigError: for an inconsistent vocabulary or bad loss settings.
@@ -201,11 +321,23 @@ class EncoderDecoderModel(BaseModel):
     if not loss_temperature > 0:
       raise ConfigError(f"loss_temperature must be > 0, got "
                         f"{loss_temperature}.")
+    if not alignment_weight >= 0:
+      raise ConfigError(f"alignment_weight must be >= 0 (0 turns the "
+                        f"alignment loss off), got {alignment_weight}.")
+    if not alignment_temperature > 0:
+      raise ConfigError(f"alignment_temperature must be > 0, got "
+                        f"{alignment_temperature}.")
+    if alignment_pooling not in ALIGNMENT_POOLINGS:
+      raise ConfigError(f"alignment_pooling must be one of "
+                        f"{ALIGNMENT_POOLINGS}, got {alignment_pooling!r}.")
     self.module = module
     self.layout = layout
     self.label_smoothing = label_smoothing
     self.z_loss = z_loss
     self.loss_temperature = loss_temperature
+    self.alignment_weight = float(alignment_weight)
+    self.alignment_temperature = float(alignment_temperature)
+    self.alignment_pooling = alignment_pooling
 
   # -- initialisation --------------------------------------------------------
 
@@ -263,7 +395,18 @@ class EncoderDecoderModel(BaseModel):
 
   def loss_fn(self, params: PyTree, batch: Batch,
               dropout_rng: Array | None) -> tuple[Array, dict[str, Array]]:
-    """Cross-entropy of the target ID tokens (see `cross_entropy_loss`).
+    """Cross-entropy of the target ID tokens, plus CALRec alignment.
+
+    With `alignment_weight > 0` (CALRec) the history representation is the
+    pooled encoder output of `encoder_input_tokens` (the activations, with
+    their dropout, that the decoder attends to: the history is encoded
+    once); the target representation is the shared encoder run on the
+    target item's ID tokens alone (`decoder_target_tokens` where the loss
+    weight is > 0, EOS dropped), pooled the same way. Both are
+    L2-normalised and aligned by symmetric in-batch InfoNCE
+    (`in_batch_infonce`); examples with the same target ID are not each
+    other's negatives, and examples without target or history tokens are
+    left out. With weight 0 nothing of this is computed.
 
     Args:
       params: the network parameters.
@@ -274,8 +417,12 @@ class EncoderDecoderModel(BaseModel):
 
     Returns:
       `(loss, metrics)`: the loss is the mean over target tokens
-      (`decoder_loss_weights`), metrics as in `cross_entropy_loss`.
+      (`decoder_loss_weights`) of the cross-entropy, plus `alignment_weight
+      * alignment_loss`; metrics as in `cross_entropy_loss` with `loss` the
+      total, and `alignment_loss` when the weight is > 0.
     """
+    if self.alignment_weight > 0:
+      return self._loss_with_alignment(params, batch, dropout_rng)
     logits = self._logits(params, batch, dropout_rng)
     targets = jnp.asarray(batch["decoder_target_tokens"])
     weights = batch.get("decoder_loss_weights")
@@ -283,6 +430,36 @@ class EncoderDecoderModel(BaseModel):
     return cross_entropy_loss(
         logits, targets, weights, label_smoothing=self.label_smoothing,
         z_loss=self.z_loss, temperature=self.loss_temperature)
+
+  def _loss_with_alignment(self, params: PyTree, batch: Batch,
+                           dropout_rng: Array | None
+                           ) -> tuple[Array, dict[str, Array]]:
+    """`loss_fn` with the alignment term (see there)."""
+    enc = jnp.asarray(batch["encoder_input_tokens"])
+    targets = jnp.asarray(batch["decoder_target_tokens"])
+    weights = batch.get("decoder_loss_weights")
+    weights = (targets > 0) if weights is None else jnp.asarray(weights)
+    items = jnp.where((weights > 0) & (targets != EOS_ID), targets,
+                      PAD_ID).astype(jnp.int32)
+    rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
+    logits, encoded, encoded_items = self.module.apply(
+        {"params": params}, enc, jnp.asarray(batch["decoder_input_tokens"]),
+        targets, items, dropout_rng is not None, rngs=rngs,
+        method=_encode_decode_and_items)
+    loss, metrics = cross_entropy_loss(
+        logits, targets, weights, label_smoothing=self.label_smoothing,
+        z_loss=self.z_loss, temperature=self.loss_temperature)
+    history_mask = enc != PAD_ID
+    item_mask = items != PAD_ID
+    alignment = in_batch_infonce(
+        masked_pool(encoded, history_mask, self.alignment_pooling),
+        masked_pool(encoded_items, item_mask, self.alignment_pooling),
+        temperature=self.alignment_temperature,
+        valid=jnp.any(history_mask, -1) & jnp.any(item_mask, -1),
+        same_key=jnp.all(items[:, None] == items[None], axis=-1))
+    total = loss + self.alignment_weight * alignment
+    metrics = dict(metrics, loss=total, alignment_loss=alignment)
+    return total, metrics
 
   def score_batch(self, params: PyTree, batch: Batch) -> Array:
     """Sum of target-token log-probabilities (temperature 1) per example.

@@ -175,18 +175,24 @@ def load_semantic_ids(batches_dir: str | os.PathLike[str],
 def make_encoder_decoder(layout: SemanticIdLayout,
                          config: network.TransformerConfig,
                          label_smoothing: float = 0.0, z_loss: float = 0.0,
-                         loss_temperature: float = 1.0
+                         loss_temperature: float = 1.0,
+                         alignment_weight: float = 0.0,
+                         alignment_temperature: float = 0.07,
+                         alignment_pooling: str = "mean"
                          ) -> models.EncoderDecoderModel:
   """An encoder-decoder over `layout` (gin: `train.model_fn`).
 
   The network's `vocab_size` is set to the layout's: the vocabulary, not the
-  gin file, decides it.
+  gin file, decides it. `alignment_*` set the CALRec contrastive alignment
+  loss (off at weight 0; see `models.EncoderDecoderModel`).
   """
   config = dataclasses.replace(config, vocab_size=layout.vocab_size)
   return models.EncoderDecoderModel(
       network.Transformer(config), layout=layout,
       label_smoothing=label_smoothing, z_loss=z_loss,
-      loss_temperature=loss_temperature)
+      loss_temperature=loss_temperature, alignment_weight=alignment_weight,
+      alignment_temperature=alignment_temperature,
+      alignment_pooling=alignment_pooling)
 
 
 def model_meta(model: models.BaseModel, ids: SemanticIds) -> dict[str, Any]:

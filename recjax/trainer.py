@@ -44,6 +44,10 @@ from recjax.partitioning import Partitioner
 PyTree = Any
 Batch = Mapping[str, np.ndarray]
 
+# Metrics that models report as batch means (the rest are sums that the loop
+# normalises by `num_tokens`); logged as `train/<name>` when present.
+MEAN_METRICS = ("loss", "alignment_loss")
+
 
 class BatchSource(Protocol):
   """Deterministic training batches that can start at any step."""
@@ -198,8 +202,8 @@ class Trainer:
       (grads, metrics), _ = jax.lax.scan(body, (zeros, zero_m),
                                          (jnp.arange(n), micro))
       grads = jax.tree.map(lambda g: g / n, grads)
-      metrics = dict(metrics)
-      metrics["loss"] = metrics["loss"] / n
+      metrics = {k: v / n if k in MEAN_METRICS else v
+                 for k, v in metrics.items()}
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics)
@@ -254,6 +258,9 @@ class Trainer:
               "train/steps_per_s": seen / dt,
               "train/examples_per_s": seen * cfg.batch_size / dt,
           }
+          for name in MEAN_METRICS[1:]:
+            if name in host:
+              scalars[f"train/{name}"] = float(host[name]) / seen
           writer.write(step, scalars)
           t0, seen, accum = time.time(), 0, {}
         if cfg.checkpoint_period and step % cfg.checkpoint_period == 0:

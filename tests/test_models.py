@@ -278,3 +278,196 @@ def test_gin_configs_build_the_model(gin_file, layers, vocab):
         jax.random.key(0), {"encoder_input_tokens": (1, 5),
                             "decoder_input_tokens": (1, 3)})
     assert "decoder_1" in variables["params"]  # the gin file's 2 layers
+
+
+# -- CALRec contrastive alignment ---------------------------------------------
+
+
+def _alignment_batch():
+  """6 examples: rows 0 and 3 share a target, row 5 is batch padding."""
+  codes = _catalog(4, 21)
+  items = LAYOUT.codes_to_tokens(codes[[0, 1, 2, 0, 3]])
+  targets = np.zeros((6, 4), np.int64)
+  targets[:5, :3] = items
+  targets[:5, 3] = 1  # EOS
+  enc = np.zeros((6, 9), np.int64)
+  enc[:5] = _users(5, 22)
+  enc[2, 4:] = 0  # a shorter history
+  return _batch(enc, targets)
+
+
+def _np_infonce(q, k, temp, same):
+  """Reference symmetric InfoNCE, duplicates (same[i, j]) not negatives."""
+  q = q / np.linalg.norm(q, axis=1, keepdims=True)
+  k = k / np.linalg.norm(k, axis=1, keepdims=True)
+  s = q @ k.T / temp
+  n = len(s)
+  total = 0.0
+  for i in range(n):
+    cols = [j for j in range(n) if j == i or not same[i, j]]
+    rows = [j for j in range(n) if j == i or not same[j, i]]
+    q_to_k = np.log(np.exp(s[i, cols]).sum()) - s[i, i]
+    k_to_q = np.log(np.exp(s[rows, i]).sum()) - s[i, i]
+    total += 0.5 * (q_to_k + k_to_q)
+  return total / n
+
+
+def _np_mean_pool(x, mask):
+  x = np.asarray(x, np.float64)
+  return (x * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+
+
+def test_alignment_loss_matches_reference_from_encoder_outputs():
+  model = _model(alignment_weight=0.5, alignment_temperature=0.1)
+  params = _params()
+  batch = _alignment_batch()
+  loss, metrics = jax.jit(model.loss_fn)(params, batch, None)
+  # Reference: encode history and target IDs separately, drop the padding
+  # row, mean-pool non-PAD positions.
+  enc = batch["encoder_input_tokens"][:5]
+  items = batch["decoder_target_tokens"][:5, :3]
+  encode = functools.partial(model.module.apply, {"params": params},
+                             method=model.module.encode)
+  hist = _np_mean_pool(encode(jnp.asarray(enc)), enc > 0)
+  tgt = _np_mean_pool(encode(jnp.asarray(items)), items > 0)
+  same = (items[:, None] == items[None]).all(-1)
+  assert same[0, 3] and same.sum() == 7  # one duplicate pair
+  want = _np_infonce(hist, tgt, 0.1, same)
+  np.testing.assert_allclose(float(metrics["alignment_loss"]), want,
+                             rtol=2e-5)
+  # Not masking the duplicate gives a clearly different loss.
+  unmasked = _np_infonce(hist, tgt, 0.1, np.eye(5, dtype=bool))
+  assert abs(unmasked - want) > 1e-3
+  gen = float(metrics["cross_ent_loss"]) / float(metrics["num_tokens"])
+  np.testing.assert_allclose(float(loss), gen + 0.5 * want, rtol=2e-5)
+  assert float(metrics["loss"]) == float(loss)
+  assert float(metrics["num_tokens"]) == 20
+
+
+def test_alignment_weight_zero_is_the_plain_generation_loss():
+  params, batch = _params(), _alignment_batch()
+  key = jax.random.key(3, impl="unsafe_rbg")
+  module = _model().module
+
+  @jax.jit
+  def plain(params, batch, key):  # the loss before the alignment option
+    logits = module.apply(
+        {"params": params}, batch["encoder_input_tokens"],
+        batch["decoder_input_tokens"], batch["decoder_target_tokens"],
+        enable_dropout=True, rngs={"dropout": key})
+    return models.cross_entropy_loss(logits, batch["decoder_target_tokens"],
+                                     batch["decoder_loss_weights"])
+
+  want_loss, want = plain(params, batch, key)
+  off = _model(alignment_weight=0.0, alignment_temperature=0.05)
+  loss, metrics = jax.jit(off.loss_fn)(params, batch, key)
+  np.testing.assert_array_equal(np.asarray(loss), np.asarray(want_loss))
+  assert sorted(metrics) == sorted(want)
+  for name in want:
+    np.testing.assert_array_equal(np.asarray(metrics[name]),
+                                  np.asarray(want[name]))
+  # With the term on, the generation part (same dropout masks) is unchanged.
+  on = _model(alignment_weight=0.25)
+  total, on_metrics = jax.jit(on.loss_fn)(params, batch, key)
+  np.testing.assert_allclose(float(on_metrics["cross_ent_loss"]),
+                             float(want["cross_ent_loss"]), rtol=1e-6)
+  np.testing.assert_allclose(
+      float(total), float(want_loss) + 0.25 * float(
+          on_metrics["alignment_loss"]), rtol=1e-6)
+
+
+_ENCODED_SHAPES = []
+
+
+class _CountingTransformer(network.Transformer):
+  """Records the shape of every `encode` call while tracing."""
+
+  def encode(self, encoder_input_tokens, enable_dropout=False):
+    _ENCODED_SHAPES.append(tuple(encoder_input_tokens.shape))
+    return super().encode(encoder_input_tokens, enable_dropout)
+
+
+def test_alignment_encodes_the_history_once():
+  config = _model().module.config
+  model = models.EncoderDecoderModel(_CountingTransformer(config),
+                                     layout=LAYOUT, alignment_weight=1.0)
+  batch = _alignment_batch()
+  _ENCODED_SHAPES.clear()
+  jax.eval_shape(model.loss_fn, _params(), batch,
+                 jax.random.key(0, impl="unsafe_rbg"))  # traces once
+  assert _ENCODED_SHAPES == [(6, 9), (6, 4)]  # history, then target IDs
+
+
+def test_alignment_gradient_reaches_the_encoder_only():
+  model, params = _model(alignment_weight=1.0), _params()
+  batch = _alignment_batch()
+  grads = jax.jit(jax.grad(
+      lambda p: model.loss_fn(p, batch, None)[1]["alignment_loss"]))(params)
+  norms = {name: float(optax.tree.norm(g)) for name, g in grads.items()}
+  for name in ("token_embedder", "encoder_0", "encoder_norm"):
+    assert norms[name] > 0, name
+  decoder_only = [n for n in norms if n.startswith("decoder")]
+  assert decoder_only == ["decoder_0", "decoder_norm"]
+  for name in decoder_only:
+    assert norms[name] == 0.0, name
+
+
+def test_in_batch_infonce_masks_duplicates_and_invalid_rows():
+  rng = np.random.default_rng(23)
+  a, b = rng.normal(size=(2, 8)).astype(np.float32)
+  q = jnp.asarray(np.stack([a, a]))
+  # Two examples with the same history and the same target: masked, each
+  # softmax holds only its positive and the loss is 0; unmasked it is log 2.
+  same = jnp.ones((2, 2), bool)
+  assert float(models.in_batch_infonce(q, q, temperature=0.1,
+                                       same_key=same)) < 1e-6
+  np.testing.assert_allclose(
+      float(models.in_batch_infonce(q, q, temperature=0.1)), np.log(2),
+      rtol=1e-5)
+  # An invalid row is neither an anchor nor a negative, whatever it holds.
+  q3 = jnp.asarray(np.stack([a, b, a]))
+  k3 = jnp.asarray(np.stack([a, b, a]))
+  valid = jnp.asarray([True, True, False])
+  got = models.in_batch_infonce(q3, k3, temperature=0.1, valid=valid)
+  want = models.in_batch_infonce(q3[:2], k3[:2], temperature=0.1)
+  np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
+  none = models.in_batch_infonce(q3, k3, temperature=0.1,
+                                 valid=jnp.zeros(3, bool))
+  assert float(none) == 0.0
+
+
+def test_masked_pool():
+  x = jnp.asarray([[[1.0, -2.0], [3.0, 4.0], [100.0, 100.0]],
+                   [[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]])
+  mask = jnp.asarray([[True, True, False], [False, False, False]])
+  np.testing.assert_allclose(np.asarray(models.masked_pool(x, mask)),
+                             [[2.0, 1.0], [0.0, 0.0]])
+  np.testing.assert_allclose(np.asarray(models.masked_pool(x, mask, "max")),
+                             [[3.0, 4.0], [0.0, 0.0]])
+
+
+def test_bad_alignment_settings_raise():
+  for kw, match in ((dict(alignment_weight=-0.1), "alignment_weight must be"),
+                    (dict(alignment_temperature=0.0),
+                     "alignment_temperature must be > 0"),
+                    (dict(alignment_pooling="cls"), "alignment_pooling")):
+    with pytest.raises(ConfigError, match=match):
+      _model(**kw)
+
+
+def test_calrec_gin_config_builds_the_aligned_model():
+  gin.clear_config()
+  try:
+    gin_utils.parse_gin(["runs/train.gin",
+                         "experiments/tiger_calrec_amazon_office.gin"],
+                        finalize=False)
+    model = gin.query_parameter("recjax.train.train.model_fn"
+                                ).scoped_configurable_fn(
+                                    layout=SemanticIdLayout((256,) * 4, 2000))
+    task = gin.query_parameter("%MIXTURE_OR_TASK_NAME")
+  finally:
+    gin.clear_config()
+  assert task == "tiger_amazon_office"
+  assert (model.alignment_weight, model.alignment_temperature,
+          model.alignment_pooling) == (0.1, 0.07, "mean")
+  assert model.module.config.num_encoder_layers == 4

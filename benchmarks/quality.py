@@ -1,0 +1,367 @@
+"""Benchmark: recommendation quality of every family on real data.
+
+One protocol for all methods: leave-one-out (last item test, second-to-last
+validation), history capped at 20 items, full ranking over the catalog
+(constrained beam of 20 for generative models), Recall@5/10 and NDCG@5/10 on
+the test split under both history policies:
+
+* "all items" (`test/`): TIGER's protocol (and RecBole's for sequential
+  models);
+* "seen items excluded" (`test_excl/`): the user's history is removed from
+  the candidates — inside constrained decoding for generative models (a
+  per-user exclusion set in the beam), from the score matrix otherwise.
+
+Methods: `popularity`, `sasrec`, `tiger`, `letter_tiger` (LETTER tokenizer
+with SASRec CF embeddings of the same seed), `tiger_calrec` (TIGER + CALRec
+contrastive alignment), `learn` (LEARN dual encoder on frozen MiniLM item
+embeddings), `lite` (LITE-LLM4Rec, frozen MiniLM item encoder).
+
+Every run lives in `<cache>/<dataset>/<method>/seed<k>/`, checkpoints,
+resumes, and is skipped when its `result.json` exists, so an interrupted
+benchmark continues where it stopped. Schedules:
+
+* `--schedule full`: the gin experiment files as they are (TIGER size:
+  4+4 layers, d_model 128; meant for an accelerator);
+* `--schedule cpu` (default): the documented shorter schedule for a 2-core
+  CPU: the generative models at the quickstart width (2+2 layers, d_model
+  64, no dropout) and fewer steps. Rows say which schedule made them.
+
+  .venv/bin/python benchmarks/quality.py [--datasets Office,Beauty]
+      [--methods popularity,sasrec,tiger,...] [--seeds 0,1,2]
+      [--data NAME=PATH ...] [--schedule cpu|full] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from recjax import datasets  # noqa: E402
+from recjax import embed  # noqa: E402
+from recjax import metrics as metrics_lib  # noqa: E402
+from recjax.datasets import stage as dataset_stage  # noqa: E402
+
+FOLDERS = {"Office": "amazon-office", "Beauty": "amazon-beauty"}
+METHODS = ("popularity", "sasrec", "tiger", "letter_tiger", "tiger_calrec",
+           "learn", "lite")
+GENERATIVE = ("tiger", "letter_tiger", "tiger_calrec")
+METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+# Published anchors (test, all items): TIGER on Beauty (Rajput et al.);
+# RecBole 1.2.1 SASRec on Office measured on this machine (issue 6).
+ANCHORS = {
+    ("Beauty", "tiger"): ("TIGER paper", (0.0454, 0.0321, 0.0648, 0.0384)),
+    ("Office", "sasrec"): ("RecBole 1.2.1 SASRec",
+                           (0.0667, 0.0385, 0.1050, 0.0509)),
+}
+
+# Semantic IDs of the generative models: TIGER's 3 x 256 RQ-VAE codes plus a
+# collision level; LETTER adds CF alignment and diversity to the same shape.
+SID_CONFIG = {"num_levels": 3, "codebook_size": 256, "epochs": 200,
+              "num_user_buckets": 2000}
+
+# Shorter generative schedule for a 2-core CPU (`--schedule cpu`).
+CPU_GENERATIVE = (
+    "recjax.network.TransformerConfig.emb_dim = 64",
+    "recjax.network.TransformerConfig.num_heads = 4",
+    "recjax.network.TransformerConfig.head_dim = 16",
+    "recjax.network.TransformerConfig.num_encoder_layers = 2",
+    "recjax.network.TransformerConfig.num_decoder_layers = 2",
+    "recjax.network.TransformerConfig.mlp_dim = 256",
+    "recjax.network.TransformerConfig.dropout_rate = 0.0",
+    "LEARNING_RATE = 3e-3",
+    "WARMUP_STEPS = 100",
+)
+CPU_STEPS = {"Office": 1500, "Beauty": 2500}
+CPU_EVAL_PERIOD = {"Office": 500, "Beauty": 1250}
+
+# Item-level models: gin model file per method.
+ITEM_MODELS = {"sasrec": "models/sasrec.gin", "learn": "models/learn.gin",
+               "lite": "models/lite.gin"}
+# (max steps, validation period, patience): early stopping on validation
+# NDCG@10 ends most runs well before the step budget.
+ITEM_SCHEDULES = {"sasrec": (4000, 100, 10), "learn": (4000, 100, 10),
+                  "lite": (4000, 100, 10)}
+ITEM_BINDINGS: dict[str, tuple[str, ...]] = {}
+
+
+def _category(folder: pathlib.Path) -> str:
+  """The LC-Rec category of a folder (`<Category>.inter.json`)."""
+  found = sorted(p.name[:-len(".inter.json")]
+                 for p in folder.glob("*.inter.json"))
+  if len(found) != 1:
+    raise SystemExit(
+        f"{folder}: expected exactly one <Category>.inter.json (LC-Rec "
+        f"layout), found {found or 'none'}.")
+  return found[0]
+
+
+class Bench:
+  """Runs and caches the (dataset, method, seed) cells."""
+
+  def __init__(self, cache: pathlib.Path, schedule: str,
+               extra_gin: Sequence[str] = ()):
+    self.cache = cache
+    self.schedule = schedule
+    self.extra_gin = tuple(extra_gin)
+
+  # -- shared stages ---------------------------------------------------------
+
+  def dataset(self, name: str, folder: pathlib.Path
+              ) -> tuple[datasets.CanonicalDataset, pathlib.Path,
+                         pathlib.Path]:
+    """Canonical dataset and MiniLM embeddings (cached)."""
+    root = self.cache / name
+    ds = dataset_stage.prepare("amazon_lcrec", root / "dataset",
+                               data_dir=str(folder),
+                               category=_category(folder))
+    emb_dir = embed.embed_stage(root / "dataset", root / "minilm")
+    return ds, root / "dataset", pathlib.Path(emb_dir)
+
+  def run_dir(self, name: str, method: str, seed: int) -> pathlib.Path:
+    suffix = "" if method == "popularity" else f"-{self.schedule}"
+    return self.cache / name / f"{method}{suffix}" / f"seed{seed}"
+
+  # -- methods -------------------------------------------------------------
+
+  def popularity(self, ds: datasets.CanonicalDataset) -> dict[str, float]:
+    """Most-popular items of the training sequences, both policies."""
+    splits = datasets.leave_one_out(ds, max_history=None)
+    train, test = splits["train"], splits["test"]
+    counts = np.bincount(np.concatenate([train.history_flat, train.targets]),
+                         minlength=ds.num_items)
+    out: dict[str, float] = {}
+    k = 20
+    top = metrics_lib.popularity_baseline(counts, k=k)
+    top = np.broadcast_to(top, (len(test), k))
+    for key, v in metrics_lib.ranking_metrics(
+        top, test.targets, num_items=ds.num_items).items():
+      out[f"test/{key}"] = float(v)
+    width = int(np.diff(test.offsets).max())
+    exclude = np.full((len(test), width), -1, np.int64)
+    for i in range(len(test)):
+      h = test.history(i)
+      exclude[i, :len(h)] = h
+    top = metrics_lib.popularity_baseline(counts, k=k, exclude=exclude)
+    for key, v in metrics_lib.ranking_metrics(
+        top, test.targets, num_items=ds.num_items).items():
+      out[f"test_excl/{key}"] = float(v)
+    return out
+
+  def item_model(self, name: str, folder: pathlib.Path, method: str,
+                 seed: int, emb_dir: pathlib.Path,
+                 run: pathlib.Path) -> dict[str, float]:
+    """SASRec / LEARN / LITE through the `train_items` gin entry point."""
+    import gin  # pylint: disable=g-import-not-at-top
+
+    from recjax import gin_utils  # pylint: disable=g-import-not-at-top
+    from recjax import train_items  # pylint: disable=g-import-not-at-top
+    steps, period, patience = ITEM_SCHEDULES[method]
+    bindings = [
+        f"MODEL_DIR = '{run}'",
+        f"SEED = {seed}",
+        f"TRAIN_STEPS = {steps}",
+        f"EVAL_PERIOD = {period}",
+        f"PATIENCE = {patience}",
+        f"EMBEDDINGS_DIR = '{emb_dir}'",
+        "recjax.item_sequences.ItemDataConfig.source = 'amazon_lcrec'",
+        f"recjax.item_sequences.ItemDataConfig.data_dir = '{folder}'",
+        "recjax.item_sequences.ItemDataConfig.category = "
+        f"'{_category(folder)}'",
+        "recjax.item_sequences.ItemDataConfig.cache_dir = "
+        f"'{self.cache / name / 'item_data'}'",
+    ] + list(ITEM_BINDINGS.get(method, ())) + list(self.extra_gin)
+    gin.clear_config()
+    gin_utils.parse_gin(["runs/train_items.gin", ITEM_MODELS[method]],
+                        bindings)
+    del train_items
+    return gin.get_configurable("recjax.train_items.train_items")()
+
+  def semantic_ids(self, name: str, method: str, seed: int,
+                   ds_dir: pathlib.Path, emb_dir: pathlib.Path,
+                   cf: pathlib.Path | None) -> pathlib.Path:
+    """RQ-VAE (TIGER) or LETTER codes for one seed (cached)."""
+    from recjax import semantic_ids  # pylint: disable=g-import-not-at-top
+    quantizer = "letter" if method == "letter_tiger" else "rqvae"
+    out = self.cache / name / "semantic_ids" / f"{quantizer}-seed{seed}"
+    return semantic_ids.semantic_ids_stage(
+        emb_dir, ds_dir, out, method=quantizer, seed=seed,
+        cf_embeddings=None if cf is None else str(cf), progress=False,
+        **SID_CONFIG)
+
+  def generative(self, name: str, folder: pathlib.Path, method: str,
+                 seed: int, sid_dir: pathlib.Path, run: pathlib.Path
+                 ) -> dict[str, float]:
+    """TIGER-family training and test evaluation through gin."""
+    import gin  # pylint: disable=g-import-not-at-top
+
+    import tasks  # pylint: disable=g-import-not-at-top
+    from recjax import gin_utils  # pylint: disable=g-import-not-at-top
+    category = _category(folder)
+    task = f"quality_{name.lower()}_{method}_seed{seed}"
+    tasks.register_tiger_task(
+        task, f"recjax_amazon_lcrec/{category.lower()}", str(sid_dir),
+        data_dir=str(self.cache / "tfds"), manual_dir=str(folder),
+        num_user_buckets=SID_CONFIG["num_user_buckets"])
+    experiment = {
+        "tiger": "experiments/tiger_amazon_office.gin",
+        "letter_tiger": "experiments/letter_tiger_amazon.gin",
+        "tiger_calrec": "experiments/tiger_calrec_amazon_office.gin",
+    }[method]
+    bindings = [f"MIXTURE_OR_TASK_NAME = '{task}'", f"MODEL_DIR = '{run}'",
+                f"SEED = {seed}"]
+    if self.schedule == "cpu":
+      bindings += list(CPU_GENERATIVE)
+      bindings += [f"TRAIN_STEPS = {CPU_STEPS.get(name, 1500)}",
+                   f"EVAL_PERIOD = {CPU_EVAL_PERIOD.get(name, 500)}"]
+    bindings += list(self.extra_gin)
+    gin.clear_config()
+    gin_utils.parse_gin(["runs/train.gin", "runs/eval.gin", experiment],
+                        bindings)
+    t0 = time.time()
+    gin.get_configurable("recjax.train.train")()
+    seconds = time.time() - t0
+    results = dict(gin.get_configurable("recjax.eval.evaluate")())
+    results["train_seconds"] = seconds
+    return results
+
+  # -- one cell ------------------------------------------------------------
+
+  def cell(self, name: str, folder: pathlib.Path, method: str,
+           seed: int) -> dict[str, Any]:
+    """Trains (or reuses) and evaluates one (dataset, method, seed)."""
+    run = self.run_dir(name, method, seed)
+    result_path = run / "result.json"
+    if result_path.exists():
+      return json.loads(result_path.read_text())
+    ds, ds_dir, emb_dir = self.dataset(name, folder)
+    t0 = time.time()
+    if method == "popularity":
+      res = self.popularity(ds)
+    elif method in ITEM_MODELS:
+      res = self.item_model(name, folder, method, seed, emb_dir, run)
+    elif method in GENERATIVE:
+      cf = None
+      if method == "letter_tiger":
+        sas = self.run_dir(name, "sasrec", seed)
+        if not (sas / "result.json").exists():
+          self.cell(name, folder, "sasrec", seed)
+        cf = sas / "item_embeddings.npy"
+      sid = self.semantic_ids(name, method, seed, ds_dir, emb_dir, cf)
+      res = self.generative(name, folder, method, seed, sid, run)
+    else:
+      raise SystemExit(f"unknown method {method!r}; choose from {METHODS}")
+    row: dict[str, Any] = {"dataset": name, "method": method, "seed": seed,
+                           "schedule": ("-" if method == "popularity"
+                                        else self.schedule)}
+    for prefix in ("test", "test_excl"):
+      for m in METRICS:
+        row[f"{prefix}/{m}"] = float(res.get(f"{prefix}/{m}", np.nan))
+    row["train_seconds"] = float(res.get("train_seconds",
+                                         time.time() - t0))
+    run.mkdir(parents=True, exist_ok=True)
+    tmp = result_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(row, indent=2, sort_keys=True))
+    os.replace(tmp, result_path)
+    return row
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+  """Markdown table: mean ± std over seeds per (dataset, method)."""
+  groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+  for r in rows:
+    groups.setdefault((r["dataset"], r["method"], r["schedule"]),
+                      []).append(r)
+  cols = [f"{p}/{m}" for p in ("test", "test_excl") for m in METRICS]
+  head = ("| dataset | method | schedule | seeds | "
+          + " | ".join(c.replace("test_excl/", "excl ").replace("test/", "")
+                       for c in cols) + " | train s |")
+  lines = [head, "|" + "---|" * (len(cols) + 5)]
+  for (name, method, sched), rs in groups.items():
+    cells = []
+    for c in cols:
+      v = np.array([r[c] for r in rs], float)
+      cells.append(f"{v.mean():.4f}" + (f" ± {v.std():.4f}" if len(v) > 1
+                                        else ""))
+    secs = np.mean([r["train_seconds"] for r in rs])
+    lines.append(f"| {name} | {method} | {sched} | {len(rs)} | "
+                 + " | ".join(cells) + f" | {secs:.0f} |")
+    if (name, method) in ANCHORS:
+      label, vals = ANCHORS[(name, method)]
+      lines.append(f"| {name} | *{label}* | published | | "
+                   + " | ".join(f"{v:.4f}" for v in vals)
+                   + " | | | | | |")
+  return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--data_root", default=str(REPO.parent / "shared" /
+                                                 "data"))
+  parser.add_argument("--datasets", default="Office,Beauty")
+  parser.add_argument("--data", action="append", default=[],
+                      metavar="NAME=PATH",
+                      help="an extra dataset folder in the LC-Rec layout")
+  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--seeds", default="0,1,2")
+  parser.add_argument("--schedule", choices=("cpu", "full"), default="cpu")
+  parser.add_argument("--cache_dir", default=str(REPO / "runs" /
+                                                 "bench_quality"))
+  parser.add_argument("--gin", action="append", default=[],
+                      metavar="NAME=VALUE", help="extra gin binding")
+  parser.add_argument("--json", action="store_true",
+                      help="one JSON object per (dataset, method, seed)")
+  args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.WARNING, format="%(message)s")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.chdir(REPO)
+  folders = {}
+  for name in [d for d in args.datasets.split(",") if d]:
+    folders[name] = pathlib.Path(args.data_root) / FOLDERS.get(
+        name, name.lower())
+  for item in args.data:
+    if "=" not in item:
+      raise SystemExit(f"--data {item!r}: expected NAME=PATH")
+    name, path = item.split("=", 1)
+    folders[name] = pathlib.Path(path)
+  for name, folder in folders.items():
+    if not folder.is_dir():
+      raise SystemExit(f"dataset {name}: {folder} is not a directory; pass "
+                       f"--data {name}=PATH (LC-Rec layout).")
+  methods = [m for m in args.methods.split(",") if m]
+  for m in methods:
+    if m not in METHODS:
+      raise SystemExit(f"unknown method {m!r}; choose from "
+                       f"{', '.join(METHODS)}")
+  seeds = [int(s) for s in args.seeds.split(",") if s]
+  bench = Bench(pathlib.Path(args.cache_dir), args.schedule, args.gin)
+  rows = []
+  for name, folder in folders.items():
+    for method in methods:
+      for seed in seeds:
+        row = bench.cell(name, folder, method, seed)
+        rows.append(row)
+        if args.json:
+          print(json.dumps(row), flush=True)
+        else:
+          print(f"[{name}] {method} seed {seed}: "
+                + ", ".join(f"{m} {row['test/' + m]:.4f}" for m in METRICS)
+                + f" ({row['train_seconds']:.0f}s)", file=sys.stderr,
+                flush=True)
+  if not args.json:
+    print(table(rows))
+
+
+if __name__ == "__main__":
+  main()

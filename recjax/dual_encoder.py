@@ -1,0 +1,629 @@
+"""LEARN-style dual encoder: frozen text item embeddings, shared causal towers.
+
+LEARN (Jia et al., Kuaishou, "Knowledge Adaptation from Large Language Model
+to Recommendation for Practical Industrial Application") embeds every item's
+text once with a frozen language model and trains only a preference-alignment
+network on top of those content embeddings, as twin towers:
+
+* the **user tower** runs a causal Transformer over the history's item
+  embeddings (projected to `d_model`, plus learned positions); the user
+  vector after item `j` is the output at position `j`;
+* the **item tower** runs the *same* Transformer (shared weights) over a
+  length-1 sequence holding the item's own projected embedding;
+* a learned tower embedding (user / item) is added to the Transformer
+  inputs (`tower_embedding=True`, a recjax addition): without it a one-item
+  history's user vector would be exactly that item's item vector;
+* both vectors are L2-normalised and trained with an in-batch softmax:
+  `logits = logit_scale * user . item`, each example's target item is its
+  positive and the other examples' targets are its negatives (LEARN uses
+  `logit_scale = 20`). In-batch "negatives" that are the same item as the
+  positive are masked out, so duplicate targets in a batch are not pushed
+  apart from themselves.
+
+The frozen table `[num_items, d_text]` (e.g. MiniLM vectors from
+`recjax.embed`) is a constant held by `DualEncoderModel`, gathered outside
+the Flax module and passed into `module.apply`; it is not in `params`, so the
+optimizer, the gradients and the checkpoints never see it.
+
+Positions are counted from the first real (non-padding) item of a row, so a
+prefix gets the same position ids whether it is part of a longer training
+row or an evaluation history of its own: with the causal mask, the user
+vector at training position `j` is exactly the vector the model computes at
+inference time for the history ending at `j`. The item tower's single item
+sits at position 0.
+
+Training uses every position that has a target (`train_positions="all"`:
+the `[batch, length]` targets are flattened into one in-batch pool) or only
+the last column (`"last"`). Retrieval (`item_scores`) runs the item tower
+over the whole catalog on device in one pass and returns the scaled dot
+products, i.e. the softmax logits of the training loss over the catalog.
+
+No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+import tempfile
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from recjax.datasets.canonical import CanonicalDataset
+from recjax.errors import ConfigError
+from recjax.item_models import Batch
+from recjax.item_models import ItemModel
+
+Array = jax.Array
+PyTree = Any
+
+TRAIN_POSITIONS = ("all", "last")
+_TOWERS = ("user", "item")
+
+# Additive mask value for attention and in-batch logits: finite, so rows
+# with nothing to attend to (or no valid candidate) stay NaN-free.
+_NEG = -1e9
+
+
+def _logical(init: nn.initializers.Initializer,
+             names: tuple[str | None, ...]) -> nn.initializers.Initializer:
+  return nn.with_logical_partitioning(init, names)
+
+
+def _dense_init(scale: float = 1.0) -> nn.initializers.Initializer:
+  return nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
+
+
+def l2_normalize(x: Array, eps: float = 1e-6) -> Array:
+  """Divides the last axis by its L2 norm (clamped at `eps`)."""
+  x = x.astype(jnp.float32)
+  norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
+  return x / jnp.maximum(norm, eps)
+
+
+def check_tower_sizes(owner: str, d_model: int, num_layers: int,
+                      num_heads: int, mlp_dim: int, dropout_rate: float,
+                      max_length: int) -> None:
+  """Validates the causal Transformer's hyper-parameters.
+
+  Args:
+    owner: config class name for messages.
+    d_model: model width.
+    num_layers: Transformer blocks.
+    num_heads: attention heads (must divide `d_model`).
+    mlp_dim: MLP hidden width.
+    dropout_rate: dropout in [0, 1).
+    max_length: size of the learned position table.
+
+  Raises:
+    ConfigError: a value out of range.
+  """
+  sizes = {"d_model": d_model, "num_layers": num_layers,
+           "num_heads": num_heads, "mlp_dim": mlp_dim,
+           "max_length": max_length}
+  for name, value in sizes.items():
+    if int(value) < 1:
+      raise ConfigError(f"{owner}.{name} must be >= 1, got {value!r}.")
+  if d_model % num_heads:
+    raise ConfigError(f"{owner}.num_heads={num_heads} must divide "
+                      f"d_model={d_model}.")
+  if not 0.0 <= dropout_rate < 1.0:
+    raise ConfigError(f"{owner}.dropout_rate must be in [0, 1), got "
+                      f"{dropout_rate}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class DualEncoderConfig:
+  """Hyper-parameters of the LEARN dual encoder.
+
+  The tower sizes are recjax's defaults for Amazon/MovieLens-scale data
+  (LEARN's industrial model is larger); `logit_scale = 20` is LEARN's.
+
+  Attributes:
+    d_model: width of the shared Transformer and of the user/item vectors.
+    num_layers: causal Transformer blocks.
+    num_heads: attention heads (divide `d_model`).
+    mlp_dim: hidden width of each block's MLP.
+    dropout_rate: dropout on the inputs, attention weights and residuals.
+    max_length: learned position table size (longest history).
+    logit_scale: multiplies the cosine similarities (softmax logits).
+    train_positions: "all" (every position with a target joins the
+      in-batch pool) or "last" (only the last column's target).
+    tower_embedding: add a learned per-tower vector (user / item) to the
+      Transformer inputs. Without it the towers are literally the same
+      function, so the user vector of a one-item history equals that
+      item's own item vector (cosine 1): the history's last item would top
+      every such ranking and training positions with a one-item history
+      could never rank their target first when that item is in the batch.
+  """
+
+  d_model: int = 128
+  num_layers: int = 2
+  num_heads: int = 2
+  mlp_dim: int = 256
+  dropout_rate: float = 0.1
+  max_length: int = 50
+  logit_scale: float = 20.0
+  train_positions: str = "all"
+  tower_embedding: bool = True
+
+  def __post_init__(self):
+    check_tower_sizes("DualEncoderConfig", self.d_model, self.num_layers,
+                      self.num_heads, self.mlp_dim, self.dropout_rate,
+                      self.max_length)
+    if not self.logit_scale > 0:
+      raise ConfigError("DualEncoderConfig.logit_scale must be > 0, got "
+                        f"{self.logit_scale}.")
+    if self.train_positions not in TRAIN_POSITIONS:
+      raise ConfigError(
+          f"DualEncoderConfig.train_positions={self.train_positions!r}: use "
+          f"one of {TRAIN_POSITIONS}.")
+
+
+# -- the shared causal Transformer ---------------------------------------------
+
+
+class _Block(nn.Module):
+  """Pre-LayerNorm causal self-attention + GELU MLP block."""
+
+  d_model: int
+  num_heads: int
+  mlp_dim: int
+  dropout_rate: float
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array, deterministic: bool) -> Array:
+    heads = self.num_heads
+    head_dim = self.d_model // heads
+    drop = nn.Dropout(self.dropout_rate)
+
+    def proj(name: str) -> nn.DenseGeneral:
+      return nn.DenseGeneral(
+          (heads, head_dim), axis=-1, name=name,
+          kernel_init=_logical(_dense_init(), ("embed", "heads", "kv")),
+          bias_init=_logical(nn.initializers.zeros, ("heads", "kv")))
+
+    y = _layer_norm("attention_norm")(x)
+    q, k, v = proj("query")(y), proj("key")(y), proj("value")(y)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
+    logits = jnp.where(mask[:, None], logits.astype(jnp.float32), _NEG)
+    weights = drop(jax.nn.softmax(logits, axis=-1),
+                   deterministic=deterministic)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    out = nn.DenseGeneral(
+        self.d_model, axis=(-2, -1), name="out",
+        kernel_init=_logical(_dense_init(), ("heads", "kv", "embed")),
+        bias_init=_logical(nn.initializers.zeros, ("embed",)))(out)
+    x = x + drop(out, deterministic=deterministic)
+    y = _layer_norm("mlp_norm")(x)
+    y = nn.Dense(self.mlp_dim, name="wi",
+                 kernel_init=_logical(_dense_init(), ("embed", "mlp")),
+                 bias_init=_logical(nn.initializers.zeros, ("mlp",)))(y)
+    y = jax.nn.gelu(y)
+    y = nn.Dense(self.d_model, name="wo",
+                 kernel_init=_logical(_dense_init(), ("mlp", "embed")),
+                 bias_init=_logical(nn.initializers.zeros, ("embed",)))(y)
+    return x + drop(y, deterministic=deterministic)
+
+
+def _layer_norm(name: str) -> nn.LayerNorm:
+  return nn.LayerNorm(
+      epsilon=1e-6, name=name,
+      scale_init=_logical(nn.initializers.ones, ("embed",)),
+      bias_init=_logical(nn.initializers.zeros, ("embed",)))
+
+
+def attention_mask(valid: Array) -> Array:
+  """Causal self-attention mask over real items, `[batch, query, key]`.
+
+  A query attends to keys at or before it that are real items; every query
+  also attends to itself, so padding rows stay well defined.
+
+  Args:
+    valid: bool `[batch, length]`, True for real items.
+
+  Returns:
+    bool `[batch, length, length]`.
+  """
+  length = valid.shape[1]
+  idx = jnp.arange(length)
+  causal = idx[None, :] <= idx[:, None]
+  own = jnp.eye(length, dtype=bool)
+  return causal[None] & (valid[:, None, :] | own[None])
+
+
+def item_positions(valid: Array) -> Array:
+  """Position ids counted from each row's first real item (0 for padding)."""
+  return jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=1) - 1, 0)
+
+
+class CausalTransformer(nn.Module):
+  """A small causal Transformer over item vectors with learned positions.
+
+  Attributes:
+    d_model: width.
+    num_layers: blocks.
+    num_heads: attention heads.
+    mlp_dim: MLP hidden width.
+    dropout_rate: dropout rate.
+    max_length: position table size.
+  """
+
+  d_model: int
+  num_layers: int
+  num_heads: int
+  mlp_dim: int
+  dropout_rate: float
+  max_length: int
+
+  @nn.compact
+  def __call__(self, x: Array, valid: Array,
+               deterministic: bool = True) -> Array:
+    """Encodes a batch of item-vector sequences.
+
+    Args:
+      x: float `[batch, length, d_model]` item vectors.
+      valid: bool `[batch, length]`, True for real items (left padding).
+      deterministic: disables dropout.
+
+    Returns:
+      float32 `[batch, length, d_model]`; position `j` depends only on the
+      real items at positions `<= j`.
+
+    Raises:
+      ConfigError: `length` exceeds `max_length`.
+    """
+    length = x.shape[1]
+    if length > self.max_length:
+      raise ConfigError(
+          f"sequences of length {length} exceed max_length="
+          f"{self.max_length}; raise the model config's max_length or cap "
+          "the history length of the data.")
+    table = self.param(
+        "position_embedding",
+        _logical(nn.initializers.normal(0.02), ("length", "embed")),
+        (self.max_length, self.d_model), jnp.float32)
+    x = x + jnp.take(table, item_positions(valid), axis=0)
+    x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+    mask = attention_mask(valid)
+    for i in range(self.num_layers):
+      x = _Block(self.d_model, self.num_heads, self.mlp_dim,
+                 self.dropout_rate, name=f"layer_{i}")(x, mask, deterministic)
+    return _layer_norm("final_norm")(x)
+
+
+# -- the dual encoder ----------------------------------------------------------
+
+
+class DualEncoderModule(nn.Module):
+  """Projection of frozen text vectors + the shared causal Transformer.
+
+  Attributes:
+    config: the hyper-parameters.
+  """
+
+  config: DualEncoderConfig
+
+  def setup(self):
+    cfg = self.config
+    self.projection = nn.Dense(
+        cfg.d_model, name="projection",
+        kernel_init=_logical(_dense_init(), (None, "embed")),
+        bias_init=_logical(nn.initializers.zeros, ("embed",)))
+    self.encoder = CausalTransformer(
+        cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.mlp_dim,
+        cfg.dropout_rate, cfg.max_length, name="encoder")
+    if cfg.tower_embedding:
+      self.tower_table = self.param(
+          "tower_embedding",
+          _logical(nn.initializers.normal(0.02), (None, "embed")),
+          (len(_TOWERS), cfg.d_model), jnp.float32)
+
+  def __call__(self, text_vectors: Array, valid: Array, tower: str = "user",
+               enable_dropout: bool = False) -> Array:
+    """L2-normalised tower outputs at every position.
+
+    Args:
+      text_vectors: float `[batch, length, d_text]` frozen item vectors
+        (zeros at padding).
+      valid: bool `[batch, length]`.
+      tower: "user" or "item" (selects the tower embedding, if any).
+      enable_dropout: training mode.
+
+    Returns:
+      float32 `[batch, length, d_model]`, unit norm.
+    """
+    cfg = self.config
+    if tower not in _TOWERS:
+      raise ConfigError(f"tower={tower!r}: use one of {_TOWERS}.")
+    x = self.projection(text_vectors.astype(jnp.float32))
+    if cfg.tower_embedding:
+      x = x + self.tower_table[_TOWERS.index(tower)]
+    x = self.encoder(x, valid, deterministic=not enable_dropout)
+    return l2_normalize(x)
+
+
+def in_batch_softmax_loss(user_vectors: Array, item_vectors: Array,
+                          targets: Array, logit_scale: float
+                          ) -> tuple[Array, dict[str, Array]]:
+  """In-batch softmax over the batch's target items, duplicates masked.
+
+  Row `i` scores every column `j` with `logit_scale * user_i . item_j`; its
+  positive is column `i` (its own target). Columns whose target is padding
+  and columns `j != i` holding the same item as row `i`'s target are masked
+  out; padding rows carry no loss.
+
+  Args:
+    user_vectors: float `[n, d]` (normalised by the caller).
+    item_vectors: float `[n, d]`, the tower output of `targets`.
+    targets: int `[n]` item ids, `ITEM_PAD` (-1) where there is no target.
+    logit_scale: multiplier of the dot products.
+
+  Returns:
+    `(loss, metrics)`: the mean cross-entropy over real rows; metrics
+    `loss`, `cross_ent_loss` (sum), `accuracy` (rows whose positive beats
+    every kept negative, summed), `num_tokens` (real rows) and
+    `num_negatives` (kept negatives, summed over real rows).
+  """
+  targets = jnp.asarray(targets, jnp.int32)
+  n = targets.shape[0]
+  valid = targets >= 0
+  logits = logit_scale * jnp.dot(user_vectors.astype(jnp.float32),
+                                 item_vectors.astype(jnp.float32).T)
+  own = jnp.eye(n, dtype=bool)
+  same = targets[:, None] == targets[None, :]
+  keep = valid[None, :] & (own | ~same)
+  logits = jnp.where(keep, logits, _NEG)
+  weights = valid.astype(jnp.float32)
+  log_z = jax.nn.logsumexp(logits, axis=-1)
+  xent = (log_z - jnp.diagonal(logits)) * weights
+  num = jnp.sum(weights)
+  loss = jnp.sum(xent) / jnp.maximum(num, 1.0)
+  correct = (jnp.argmax(logits, axis=-1) == jnp.arange(n)).astype(
+      jnp.float32)
+  negatives = jnp.sum((keep & ~own).astype(jnp.float32), axis=-1)
+  return loss, {"loss": loss, "cross_ent_loss": jnp.sum(xent),
+                "accuracy": jnp.sum(correct * weights), "num_tokens": num,
+                "num_negatives": jnp.sum(negatives * weights)}
+
+
+def check_item_embeddings(item_embeddings: np.ndarray | None, num_items: int,
+                          method: str) -> np.ndarray:
+  """Validates a frozen item-embedding table against the catalog.
+
+  Args:
+    item_embeddings: float `[num_items, d_text]` or None.
+    num_items: catalog size.
+    method: model name for messages.
+
+  Returns:
+    The table as float32 numpy.
+
+  Raises:
+    ConfigError: missing table, wrong rank or row count, non-finite values.
+  """
+  if item_embeddings is None:
+    raise ConfigError(
+        f"{method} needs frozen item text embeddings [num_items, d_text]; "
+        "run the embed stage (python -m recjax.embed) on this dataset and "
+        "pass its output directory as train_items' embeddings_dir.")
+  table = np.asarray(item_embeddings, dtype=np.float32)
+  if table.ndim != 2 or table.shape[0] != num_items or table.shape[1] < 1:
+    raise ConfigError(
+        f"{method}: item embeddings have shape {table.shape}, expected "
+        f"[num_items={num_items}, d_text]; they were computed for a "
+        "different dataset or item table. Re-run the embed stage on this "
+        "dataset.")
+  if not np.all(np.isfinite(table)):
+    bad = int(np.flatnonzero(~np.all(np.isfinite(table), axis=1))[0])
+    raise ConfigError(f"{method}: item embedding row {bad} is not finite; "
+                      "re-run the embed stage.")
+  return table
+
+
+class DualEncoderModel(ItemModel):
+  """LEARN twin towers over a frozen item-embedding table.
+
+  Attributes:
+    config: the hyper-parameters.
+    module: the `DualEncoderModule`.
+    num_items: catalog size.
+    text_embeddings: the frozen table, float32 `[num_items, d_text]` on
+      device (a constant, not a parameter).
+  """
+
+  def __init__(self, item_embeddings: np.ndarray,
+               config: DualEncoderConfig = DualEncoderConfig()):
+    """Builds the model.
+
+    Args:
+      item_embeddings: float `[num_items, d_text]` frozen text vectors.
+      config: the hyper-parameters.
+    """
+    table = np.asarray(item_embeddings, np.float32)
+    if table.ndim != 2:
+      raise ConfigError(f"item_embeddings must be [num_items, d_text], got "
+                        f"shape {table.shape}.")
+    self.config = config
+    self.num_items = int(table.shape[0])
+    self.module = DualEncoderModule(config)
+    self.text_embeddings = jnp.asarray(table)
+
+  # -- towers ------------------------------------------------------------------
+
+  def _encode(self, params: PyTree, items: Array, tower: str,
+              dropout_rng: Array | None) -> Array:
+    items = jnp.asarray(items, jnp.int32)
+    valid = items >= 0
+    vectors = jnp.take(self.text_embeddings, jnp.maximum(items, 0), axis=0)
+    vectors = jnp.where(valid[..., None], vectors, 0.0)
+    rngs = {} if dropout_rng is None else {"dropout": dropout_rng}
+    return self.module.apply({"params": params}, vectors, valid, tower,
+                             enable_dropout=dropout_rng is not None,
+                             rngs=rngs)
+
+  def user_vectors(self, params: PyTree, input_items: Array,
+                   dropout_rng: Array | None = None) -> Array:
+    """User-tower outputs after every history position.
+
+    Args:
+      params: model parameters.
+      input_items: int `[batch, length]`, right-aligned, -1 padded.
+      dropout_rng: enables dropout when given.
+
+    Returns:
+      float32 `[batch, length, d_model]`, unit norm; the last column is the
+      user vector for predicting the next item.
+    """
+    return self._encode(params, input_items, "user", dropout_rng)
+
+  def item_vectors(self, params: PyTree, items: Array | None = None,
+                   dropout_rng: Array | None = None) -> Array:
+    """Item-tower outputs (the shared Transformer over one item).
+
+    Args:
+      params: model parameters.
+      items: int `[n]` item ids (-1 gives a padding vector); None: the whole
+        catalog in one pass.
+      dropout_rng: enables dropout when given.
+
+    Returns:
+      float32 `[n, d_model]` (or `[num_items, d_model]`), unit norm.
+    """
+    if items is None:
+      items = jnp.arange(self.num_items, dtype=jnp.int32)
+    items = jnp.asarray(items, jnp.int32)
+    return self._encode(params, items[:, None], "item", dropout_rng)[:, 0]
+
+  @property
+  def max_length(self) -> int:
+    """Longest history the position table covers."""
+    return self.config.max_length
+
+  def export_item_vectors(self, params: PyTree) -> np.ndarray:
+    """The catalog's item vectors, float32 numpy `[num_items, d_model]`.
+
+    Rows are unit norm; `item_scores` is `logit_scale * user . item`.
+
+    Args:
+      params: model parameters.
+
+    Returns:
+      The item tower output of every item, in item-index order.
+    """
+    return np.asarray(jax.jit(self.item_vectors)(params))
+
+  def export_item_embeddings(self, params: PyTree,
+                             path: str | os.PathLike[str]) -> pathlib.Path:
+    """Writes `export_item_vectors(params)` to a `.npy` file atomically.
+
+    `recjax.train_items` calls this with the best parameters, so a LEARN
+    run leaves its item-tower vectors (for nearest-neighbour serving) next
+    to its checkpoints.
+
+    Args:
+      params: model parameters.
+      path: destination `.npy` file.
+
+    Returns:
+      The path written.
+    """
+    path = pathlib.Path(path)
+    vectors = self.export_item_vectors(params)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+      with os.fdopen(fd, "wb") as f:
+        np.save(f, vectors)
+      os.replace(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      raise
+    return path
+
+  # -- the T5X contract --------------------------------------------------------
+
+  def loss_fn(self, params: PyTree, batch: Batch,
+              dropout_rng: Array | None) -> tuple[Array, dict[str, Array]]:
+    """In-batch softmax loss of a training batch.
+
+    Args:
+      params: model parameters.
+      batch: `input_items` and `target_items`, int `[batch, length]`.
+      dropout_rng: dropout key (None: deterministic).
+
+    Returns:
+      `(loss, metrics)`, see `in_batch_softmax_loss`.
+    """
+    user_rng = item_rng = None
+    if dropout_rng is not None:
+      user_rng, item_rng = jax.random.split(dropout_rng)
+    users = self.user_vectors(params, batch["input_items"], user_rng)
+    targets = jnp.asarray(batch["target_items"], jnp.int32)
+    if targets.shape != users.shape[:2]:
+      raise ConfigError(f"target_items shape {targets.shape} differs from "
+                        f"input_items shape {users.shape[:2]}.")
+    if self.config.train_positions == "last":
+      users, targets = users[:, -1], targets[:, -1]
+    else:
+      users = users.reshape(-1, users.shape[-1])
+      targets = targets.reshape(-1)
+    items = self.item_vectors(params, targets, item_rng)
+    return in_batch_softmax_loss(users, items, targets,
+                                 self.config.logit_scale)
+
+  def item_scores(self, params: PyTree, batch: Batch) -> Array:
+    """`logit_scale * user . item` for every catalog item.
+
+    Args:
+      params: model parameters.
+      batch: needs `input_items` `[batch, length]`.
+
+    Returns:
+      float32 `[batch, num_items]` logits.
+    """
+    users = self.user_vectors(params, batch["input_items"])[:, -1]
+    items = self.item_vectors(params)
+    return self.config.logit_scale * jnp.dot(users, items.T)
+
+  def _init_inputs(self, input_shapes: Mapping[str, Sequence[int]]
+                   ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if "input_items" not in input_shapes:
+      raise ConfigError("input_shapes needs 'input_items' [batch, length], "
+                        f"got keys {sorted(input_shapes)}.")
+    length = int(input_shapes["input_items"][-1])
+    d_text = int(self.text_embeddings.shape[1])
+    return ((jnp.zeros((1, length, d_text), jnp.float32),
+             jnp.ones((1, length), bool)), {})
+
+
+def make_dual_encoder(dataset: CanonicalDataset,
+                      item_embeddings: np.ndarray | None,
+                      config: DualEncoderConfig = DualEncoderConfig()
+                      ) -> DualEncoderModel:
+  """Builds the LEARN dual encoder for a dataset (the gin `model_fn`).
+
+  Args:
+    dataset: the canonical dataset (its catalog size is checked).
+    item_embeddings: frozen text vectors `[num_items, d_text]` from the
+      embed stage.
+    config: the hyper-parameters.
+
+  Returns:
+    The model.
+
+  Raises:
+    ConfigError: no embeddings, or a table that does not match the catalog.
+  """
+  table = check_item_embeddings(item_embeddings, dataset.num_items,
+                                "the LEARN dual encoder")
+  return DualEncoderModel(table, config)

@@ -1,0 +1,202 @@
+"""`train_items(...)`: gin entry point for item-level models (T5X style).
+
+  python -m recjax.train_items \
+    --gin_file=runs/train_items.gin \
+    --gin_file=experiments/sasrec_amazon_office.gin \
+    --gin.MODEL_DIR=\"runs/sasrec_office\"
+
+Loads a dataset and its leave-one-out splits (`recjax.item_sequences`),
+optionally frozen item text embeddings (`embeddings_dir`, an embed-stage
+directory), builds the model with `model_fn(dataset, item_embeddings)`,
+trains it with periodic full-ranking validation, the best checkpoint by
+`TrainerConfig.best_metric` and early stopping (`TrainerConfig.patience`),
+then restores the best parameters and evaluates the test split under both
+history policies. `model_dir/metrics.json` gets `test/<metric>` (ranking
+over all items, TIGER's protocol), `test_excl/<metric>` (each user's
+history excluded), `best_step`, `final_step`, `train_seconds` and the data
+sizes; models with `export_item_embeddings` (SASRec) also write
+`model_dir/item_embeddings.npy` from the best parameters (LETTER's
+collaborative embeddings). Restarting with the same `model_dir` resumes
+from the latest checkpoint. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from recjax import embed
+from recjax import item_sequences
+from recjax import partitioning
+from recjax import retrieval
+from recjax import run_lib
+from recjax import trainer as trainer_lib
+from recjax.datasets import CanonicalDataset
+from recjax.errors import ConfigError
+from recjax.evaluation import EvalConfig
+from recjax.item_models import ItemModel
+from recjax.item_sequences import ItemDataConfig
+from recjax.optimizers import OptimizerConfig
+from recjax.sequential import make_sasrec
+
+METRICS_FILE = "metrics.json"
+EMBEDDINGS_EXPORT = "item_embeddings.npy"
+
+ModelFn = Callable[[CanonicalDataset, np.ndarray | None], ItemModel]
+
+
+def load_item_embeddings(embeddings_dir: str, dataset: CanonicalDataset
+                         ) -> np.ndarray:
+  """Frozen item embeddings of an embed-stage directory, checked.
+
+  Args:
+    embeddings_dir: output of `python -m recjax.embed`.
+    dataset: the dataset they must describe (one row per item).
+
+  Returns:
+    float32 `[num_items, dim]`.
+
+  Raises:
+    ConfigError: missing or modified files, or a row count other than the
+      dataset's number of items.
+  """
+  emb, manifest = embed.load_embeddings(embeddings_dir)
+  path = pathlib.Path(embeddings_dir) / embed.EMBEDDINGS_FILE
+  if emb.ndim != 2 or emb.shape[0] != dataset.num_items:
+    made_for = manifest.get("dataset", "another dataset")
+    raise ConfigError(
+        f"{path} has shape {emb.shape} (made for {made_for!r}), but dataset "
+        f"{dataset.name!r} has {dataset.num_items} items; embed this "
+        f"dataset (python -m recjax.embed) and point embeddings_dir at it.")
+  return np.asarray(emb, np.float32)
+
+
+def _model_meta(model: ItemModel, dataset: CanonicalDataset,
+                data: ItemDataConfig,
+                item_embeddings: np.ndarray | None) -> dict[str, Any]:
+  """What a checkpoint must match: the network and the catalog."""
+  desc: dict[str, Any] = {"class": type(model).__name__}
+  config = getattr(model, "config", None)
+  if dataclasses.is_dataclass(config):
+    desc["network"] = dataclasses.asdict(config)
+  if item_embeddings is not None:
+    desc["item_embeddings"] = embed.array_checksum(item_embeddings)
+  return {"model": desc,
+          "vocabulary": {"dataset": dataset.name,
+                         "num_items": dataset.num_items,
+                         "fingerprint": dataset.fingerprint(),
+                         "max_length": data.max_length}}
+
+
+def train_items(model_dir: str,
+                data: ItemDataConfig | None = None,
+                model_fn: ModelFn = make_sasrec,
+                optimizer: OptimizerConfig | None = None,
+                trainer_config: trainer_lib.TrainerConfig | None = None,
+                eval_config: EvalConfig | None = None,
+                embeddings_dir: str | None = None,
+                num_partitions: int = 1,
+                distributed: partitioning.DistributedConfig | None = None
+                ) -> dict[str, float]:
+  """Trains (or resumes) an item-level model and evaluates it on test.
+
+  Args:
+    model_dir: run directory (checkpoints, history, metrics.json).
+    data: dataset, history length, training-example mode, batch sizes.
+    model_fn: `model_fn(dataset, item_embeddings) -> ItemModel`.
+    optimizer: optimizer and learning-rate schedule.
+    trainer_config: steps, batch size, validation period, early stopping.
+    eval_config: list length, `ks` and the history policy of validation
+      (test reports both policies).
+    embeddings_dir: frozen item embeddings for `model_fn` (embed stage).
+    num_partitions: model-parallel mesh size.
+    distributed: multi-process settings.
+    (None for a config argument means its defaults.)
+
+  Returns:
+    The metrics written to `model_dir/metrics.json`.
+
+  Raises:
+    ConfigError: inconsistent batch sizes, history lengths or embeddings.
+  """
+  data = data or ItemDataConfig()
+  optimizer = optimizer or OptimizerConfig()
+  trainer_config = trainer_config or trainer_lib.TrainerConfig()
+  eval_config = eval_config or EvalConfig()
+  partitioning.initialize_distributed(
+      distributed or partitioning.DistributedConfig())
+  if data.batch_size not in (None, trainer_config.batch_size):
+    raise ConfigError(
+        f"ItemDataConfig.batch_size={data.batch_size} differs from "
+        f"TrainerConfig.batch_size={trainer_config.batch_size}; set one "
+        "(or bind both to %BATCH_SIZE).")
+  item_data = item_sequences.load(data)
+  ds = item_data.dataset
+  item_embeddings = None
+  if embeddings_dir is not None:
+    item_embeddings = load_item_embeddings(embeddings_dir, ds)
+  model = model_fn(ds, item_embeddings)
+  if int(model.num_items) != ds.num_items:
+    raise ConfigError(f"model_fn built a model over {model.num_items} items "
+                      f"but {ds.name!r} has {ds.num_items}.")
+  model_len = getattr(model, "max_length", None)
+  if model_len is not None and model_len < data.max_length:
+    raise ConfigError(
+        f"ItemDataConfig.max_length={data.max_length} exceeds the model's "
+        f"max_length={model_len}; bind both to %MAX_LENGTH.")
+  source = item_data.train_batches(trainer_config.batch_size)
+  print(f"train_items: {ds.name}: {ds.num_users:,} users, "
+        f"{ds.num_items:,} items; {source.num_examples:,} "
+        f"{data.train_mode} examples, {source.num_batches:,} batches/epoch "
+        f"of {source.batch_size}; {jax.device_count()} device(s), "
+        f"{jax.process_count()} process(es)", flush=True)
+  trainer = trainer_lib.Trainer(
+      model, optimizer, trainer_config, source.input_shapes, model_dir,
+      partitioner=partitioning.Partitioner(num_partitions),
+      meta=_model_meta(model, ds, data, item_embeddings))
+  evaluator = retrieval.ItemRankingEvaluator(model, eval_config)
+  validation = item_data.eval_batches("validation")
+  t0 = time.time()
+  state = trainer.train(source,
+                        lambda params: evaluator.evaluate(params, validation))
+  train_seconds = time.time() - t0
+  final_step = int(state.step)
+  params, best_step = state.params, final_step
+  if trainer.checkpointer.best_step() is not None:
+    # The full state (StandardRestore): the manager that saved it has a
+    # StandardSave handler, and the params come back with their shardings.
+    best_state, best_step = trainer.checkpointer.restore(
+        trainer.abstract_state(), best=True)
+    params = best_state.params
+  results = evaluator.evaluate_both(params, item_data.eval_batches("test"))
+  results.update({"best_step": float(best_step),
+                  "final_step": float(final_step),
+                  "train_seconds": float(train_seconds),
+                  "num_train_examples": float(source.num_examples),
+                  "num_items": float(ds.num_items),
+                  "num_users": float(ds.num_users)})
+  export = getattr(model, "export_item_embeddings", None)
+  if export is not None and jax.process_index() == 0:
+    export(params, pathlib.Path(model_dir) / EMBEDDINGS_EXPORT)
+  run_lib.write_json(pathlib.Path(model_dir) / METRICS_FILE, results)
+  shown = {k: round(v, 4) for k, v in results.items()
+           if k.split("/")[-1] in ("recall@10", "ndcg@10")}
+  print(f"test (best step {best_step}): {shown}", flush=True)
+  return results
+
+
+def main(argv: list[str] | None = None) -> Any:
+  """Runs `train_items` from T5X-style gin flags."""
+  return run_lib.gin_main("recjax.train_items.train_items",
+                          sys.argv[1:] if argv is None else argv, __doc__)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,152 @@
+"""End-to-end tests of recjax.train_items (gin, Trainer, checkpoints)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import gin
+import numpy as np
+import pytest
+
+from recjax import embed
+from recjax import gin_utils
+from recjax import train_items as train_items_lib
+from recjax.errors import ConfigError
+from recjax.item_sequences import ItemDataConfig
+from recjax.trainer import TrainerConfig
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SYNTH = {"num_users": 60, "num_items": 30, "num_clusters": 3, "seed": 0}
+DATA = ItemDataConfig(source="synthetic", source_kwargs=SYNTH, max_length=8)
+
+
+def _gin_file(root: pathlib.Path) -> pathlib.Path:
+  path = root / "tiny_sasrec.gin"
+  path.write_text(textwrap.dedent(f"""
+      include 'models/sasrec.gin'
+      TRAIN_STEPS = 20
+      BATCH_SIZE = 16
+      EVAL_PERIOD = 10
+      NUM_DECODES = 10
+      MAX_LENGTH = 8
+      recjax.item_sequences.ItemDataConfig.source = "synthetic"
+      recjax.item_sequences.ItemDataConfig.source_kwargs = {SYNTH!r}
+      recjax.sequential.SASRecConfig.hidden_dim = 16
+      recjax.sequential.SASRecConfig.num_layers = 1
+      recjax.sequential.SASRecConfig.mlp_dim = 16
+      recjax.sequential.SASRecConfig.dropout_rate = 0.2
+      recjax.sequential.SASRecConfig.attention_dropout_rate = 0.2
+      recjax.trainer.TrainerConfig.log_period = 10
+      recjax.trainer.TrainerConfig.async_checkpoints = False
+      """))
+  return path
+
+
+@pytest.fixture
+def gin_file(tmp_path):
+  gin.clear_config()
+  yield _gin_file(tmp_path)
+  gin.clear_config()
+
+
+def _run(gin_file, model_dir, **macros):
+  gin.clear_config()
+  bindings = [f"MODEL_DIR = {str(model_dir)!r}"]
+  bindings += [f"{k} = {v!r}" for k, v in macros.items()]
+  gin_utils.parse_gin(["runs/train_items.gin", str(gin_file)], bindings,
+                      finalize=False)
+  return gin.get_configurable("recjax.train_items.train_items")()
+
+
+def _without_time(metrics):
+  return {k: v for k, v in metrics.items() if k != "train_seconds"}
+
+
+def test_train_evaluate_resume_and_reproduce(gin_file, tmp_path):
+  full = _run(gin_file, tmp_path / "a")
+  written = json.loads((tmp_path / "a" / "metrics.json").read_text())
+  assert written == pytest.approx(full)
+  for policy in ("test", "test_excl"):
+    for k in (1, 5, 10):
+      assert 0.0 <= full[f"{policy}/recall@{k}"] <= 1.0
+    assert full[f"{policy}/num_examples"] == SYNTH["num_users"]
+  assert full["test/invalid_rate"] == 0.0  # the whole catalog is rankable
+  assert full["final_step"] == 20 and full["best_step"] in (10.0, 20.0)
+  history = [json.loads(line) for line in
+             (tmp_path / "a" / "history.jsonl").read_text().splitlines()]
+  val = {r["step"]: r["validation/ndcg@10"] for r in history
+         if "validation/ndcg@10" in r}
+  assert set(val) == {10, 20}
+  assert full["best_step"] == max(val, key=lambda s: (val[s], -s))
+  emb = np.load(tmp_path / "a" / "item_embeddings.npy")
+  assert emb.shape == (30, 16) and np.isfinite(emb).all()
+
+  # Interrupted at step 10, resumed to 20: the same run, the same result.
+  half = _run(gin_file, tmp_path / "b", TRAIN_STEPS=10)
+  assert half["final_step"] == 10
+  resumed = _run(gin_file, tmp_path / "b", TRAIN_STEPS=20)
+  assert _without_time(resumed) == _without_time(full)
+  np.testing.assert_array_equal(
+      np.load(tmp_path / "b" / "item_embeddings.npy"), emb)
+
+
+def _embed_dir(root: pathlib.Path, rows: int) -> pathlib.Path:
+  out = root / f"emb{rows}"
+  out.mkdir()
+  emb = np.random.default_rng(0).normal(size=(rows, 4)).astype(np.float32)
+  np.save(out / embed.EMBEDDINGS_FILE, emb)
+  (out / embed.MANIFEST_FILE).write_text(json.dumps(
+      {"checksum": embed.array_checksum(emb), "dataset": "other"}))
+  return out
+
+
+def test_embeddings_reach_model_fn_and_bad_rows_name_the_file(tmp_path):
+  seen = {}
+
+  def model_fn(dataset, item_embeddings):
+    seen["rows"] = item_embeddings.shape[0]
+    seen["items"] = dataset.num_items
+    raise RuntimeError("stop here")
+
+  with pytest.raises(RuntimeError, match="stop here"):
+    train_items_lib.train_items(str(tmp_path / "m"), data=DATA,
+                                model_fn=model_fn,
+                                embeddings_dir=str(_embed_dir(tmp_path, 30)))
+  assert seen == {"rows": 30, "items": 30}
+  bad = _embed_dir(tmp_path, 7)
+  with pytest.raises(ConfigError) as e:
+    train_items_lib.train_items(str(tmp_path / "m"), data=DATA,
+                                embeddings_dir=str(bad))
+  assert str(bad / "embeddings.npy") in str(e.value)
+  assert "(7, 4)" in str(e.value) and "30 items" in str(e.value)
+
+
+def test_inconsistent_settings_fail_early(tmp_path):
+  with pytest.raises(ConfigError, match="batch_size=32 differs"):
+    train_items_lib.train_items(
+        str(tmp_path / "m"),
+        data=ItemDataConfig(source="synthetic", source_kwargs=SYNTH,
+                            batch_size=32),
+        trainer_config=TrainerConfig(batch_size=16))
+  with pytest.raises(ConfigError, match="exceeds the model's max_length=20"):
+    train_items_lib.train_items(
+        str(tmp_path / "m"),
+        data=ItemDataConfig(source="synthetic", source_kwargs=SYNTH,
+                            max_length=30))
+
+
+def test_command_line_reports_bad_embeddings(tmp_path):
+  gin_file = _gin_file(tmp_path)
+  bad = _embed_dir(tmp_path, 7)
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.run(
+      [sys.executable, "-m", "recjax.train_items",
+       "--gin_file=runs/train_items.gin", f"--gin_file={gin_file}",
+       f"--gin.MODEL_DIR='{tmp_path / 'cli'}'",
+       f"--gin.EMBEDDINGS_DIR='{bad}'"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert f"error: {bad / 'embeddings.npy'}" in proc.stderr
