@@ -91,8 +91,8 @@ ITEM_MODELS = {"sasrec": "models/sasrec.gin", "learn": "models/learn.gin",
                "lite": "models/lite.gin"}
 # (max steps, validation period, patience): early stopping on validation
 # NDCG@10 ends most runs well before the step budget.
-ITEM_SCHEDULES = {"sasrec": (4000, 100, 10), "learn": (4000, 100, 10),
-                  "lite": (4000, 100, 10)}
+ITEM_SCHEDULES = {"sasrec": (4000, 100, 10), "learn": (3000, 100, 5),
+                  "lite": (3000, 100, 5)}
 ITEM_BINDINGS: dict[str, tuple[str, ...]] = {}
 
 
@@ -305,6 +305,39 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
   return "\n".join(lines)
 
 
+def plot_validation(cache: pathlib.Path, rows: Sequence[dict[str, Any]],
+                    path: pathlib.Path) -> None:
+  """Validation NDCG@10 against training step of every trained run."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  from recjax import summaries  # pylint: disable=g-import-not-at-top
+  names = sorted({r["dataset"] for r in rows})
+  fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4),
+                           squeeze=False)
+  for ax, name in zip(axes[0], names):
+    for r in rows:
+      if r["dataset"] != name or r["method"] == "popularity":
+        continue
+      run = cache / name / f"{r['method']}-{r['schedule']}" / \
+          f"seed{r['seed']}"
+      pts = [(h["step"], h["validation/ndcg@10"])
+             for h in summaries.read_history(run)
+             if "validation/ndcg@10" in h]
+      if pts:
+        x, y = zip(*pts)
+        ax.plot(x, y, marker=".", label=f"{r['method']} s{r['seed']}")
+    ax.set_title(f"{name}: validation NDCG@10")
+    ax.set_xlabel("training step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--data_root", default=str(REPO.parent / "shared" /
@@ -322,6 +355,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                       metavar="NAME=VALUE", help="extra gin binding")
   parser.add_argument("--json", action="store_true",
                       help="one JSON object per (dataset, method, seed)")
+  parser.add_argument("--plot", default=None,
+                      help="PNG of the validation curves (default "
+                      "<cache_dir>/validation_ndcg10.png)")
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.WARNING, format="%(message)s")
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -361,6 +397,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 flush=True)
   if not args.json:
     print(table(rows))
+  plot = pathlib.Path(args.plot or bench.cache / "validation_ndcg10.png")
+  plot_validation(bench.cache, rows, plot)
+  print(f"validation curves: {plot}", file=sys.stderr)
 
 
 if __name__ == "__main__":

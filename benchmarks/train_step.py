@@ -4,13 +4,20 @@ TIGER-size model (4+4 layers, d_model 128, 6x64 heads, d_ff 1024, ReLU,
 dropout 0.1), batch 256, encoder length 81, decoder length 5 (4 ID tokens +
 EOS), float32: forward, backward and AdamW. Rows:
 
-  recjax          one jitted step (`EncoderDecoderModel.loss_fn` + optax)
+  recjax          one jitted step (`EncoderDecoderModel.loss_fn` + optax),
+                  dropout key as the trainer makes it (`--key-impl`)
   hf              Hugging Face `T5ForConditionalGeneration`, PyTorch eager
   hf_compile      the same under `torch.compile` (skipped if it fails or
                   `--no-compile`)
 
+All implementations are built and warmed up first, then their steps are
+timed round-robin (recjax, hf, hf_compile, recjax, ...), so a change in the
+machine's load during the run affects them alike; each row reports the
+median step. `vs_best_hf` is the row's throughput over the best HF row's.
+
 Also the float32 GEMM peak of this machine, measured in the same run, and the
 achieved GFLOP/s (3x the analytic forward FLOPs: forward + backward).
+Example: `python benchmarks/train_step.py --steps 7 --json`.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -45,11 +53,21 @@ def make_batch(vocab: int, batch: int, seed: int = 0) -> dict[str, Any]:
           "decoder_loss_weights": np.ones_like(targets)}
 
 
-def time_recjax(model, batch, steps: int) -> float:
+def recjax_step(model, batch, key_impl: str | None) -> Callable[[], None]:
+  """A function that runs one jitted training step (compiled on first use).
+
+  Args:
+    model: the `EncoderDecoderModel`.
+    batch: the training batch (numpy, baked into the jitted step).
+    key_impl: PRNG implementation of the dropout key (None: JAX's default,
+      threefry, which is what `recjax.trainer` uses).
+
+  Returns:
+    A no-argument callable that steps and blocks until done.
+  """
   params = model.get_initial_variables(
       jax.random.key(0), {k: v.shape for k, v in batch.items()})["params"]
   tx = optax.adamw(1e-3, weight_decay=0.01)
-  opt = tx.init(params)
 
   @jax.jit
   def step(params, opt, key):
@@ -58,20 +76,22 @@ def time_recjax(model, batch, steps: int) -> float:
     updates, opt = tx.update(grads, opt, params)
     return optax.apply_updates(params, updates), opt, loss
 
-  key = jax.random.key(0, impl="unsafe_rbg")
-  params, opt, loss = step(params, opt, key)
-  jax.block_until_ready(loss)
-  times = []
-  for i in range(steps):
-    key = jax.random.fold_in(key, i)
-    start = time.perf_counter()
-    params, opt, loss = step(params, opt, key)
+  # As the trainer does: fold the step number into a fixed key.
+  state = {"params": params, "opt": tx.init(params), "step": 0,
+           "key": jax.random.key(1, impl=key_impl)}
+
+  def run() -> None:
+    key = jax.random.fold_in(state["key"], state["step"])
+    state["params"], state["opt"], loss = step(state["params"], state["opt"],
+                                               key)
+    state["step"] += 1
     jax.block_until_ready(loss)
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+
+  return run
 
 
-def time_hf(model, batch, steps: int, compile_: bool) -> float:
+def hf_step(model, batch, compile_: bool) -> Callable[[], None]:
+  """The same step in Hugging Face PyTorch T5 (eager or `torch.compile`)."""
   import torch
   import transformers
 
@@ -95,25 +115,36 @@ def time_hf(model, batch, steps: int, compile_: bool) -> float:
 
   fn = torch.compile(loss_fn) if compile_ else loss_fn
 
-  def step():
+  def run() -> None:
     opt.zero_grad(set_to_none=True)
     loss = fn()
     loss.backward()
     opt.step()
 
-  step()
-  times = []
+  return run
+
+
+def time_round_robin(runs: dict[str, Callable[[], None]],
+                     steps: int) -> dict[str, float]:
+  """Median seconds per step of each run, timed in turns."""
+  times: dict[str, list[float]] = {name: [] for name in runs}
   for _ in range(steps):
-    start = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+    for name, run in runs.items():
+      start = time.perf_counter()
+      run()
+      times[name].append(time.perf_counter() - start)
+  return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--batch", type=int, default=256)
-  p.add_argument("--steps", type=int, default=5)
+  p.add_argument("--steps", type=int, default=5,
+                 help="timed steps per implementation (after one warm-up)")
+  p.add_argument("--key-impl", default=None,
+                 choices=["threefry2x32", "rbg", "unsafe_rbg"],
+                 help="PRNG implementation of recjax's dropout key "
+                      "(default: JAX's default, as the trainer)")
   p.add_argument("--no-hf", action="store_true")
   p.add_argument("--no-compile", action="store_true")
   p.add_argument("--json", action="store_true")
@@ -124,19 +155,8 @@ def main(argv: list[str] | None = None) -> None:
   batch = make_batch(cfg.vocab_size, args.batch)
   flops = 3 * network.count_flops_per_example(cfg, ENC_LEN, DEC_LEN)
   peak = gemm_peak()
-  rows = []
 
-  def emit(impl: str, seconds: float) -> None:
-    eps = args.batch / seconds
-    row = {"impl": impl, "batch": args.batch, "examples_per_s": round(eps, 1),
-           "step_s": round(seconds, 3),
-           "gflops": round(flops * eps / 1e9, 2), "peak_gflops": round(peak, 1),
-           "fraction_of_peak": round(flops * eps / 1e9 / peak, 3)}
-    rows.append(row)
-    print(json.dumps(row) if args.json else
-          " | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-
-  emit("recjax", time_recjax(model, batch, args.steps))
+  runs = {"recjax": recjax_step(model, batch, args.key_impl)}
   if not args.no_hf:
     try:
       import torch  # noqa: F401
@@ -144,14 +164,33 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
       print("# torch/transformers not importable: no HF rows",
             file=sys.stderr)
-      return
-    emit("hf", time_hf(model, batch, args.steps, compile_=False))
-    if not args.no_compile:
-      try:
-        emit("hf_compile", time_hf(model, batch, args.steps, compile_=True))
-      except Exception as e:  # noqa: BLE001  (torch.compile may be absent)
-        print(f"# torch.compile failed: {type(e).__name__}: {e}",
-              file=sys.stderr)
+    else:
+      runs["hf"] = hf_step(model, batch, compile_=False)
+      if not args.no_compile:
+        runs["hf_compile"] = hf_step(model, batch, compile_=True)
+  for name, run in list(runs.items()):
+    try:
+      run()  # compile / warm up
+    except Exception as e:  # noqa: BLE001  (torch.compile may be absent)
+      if name != "hf_compile":
+        raise
+      print(f"# torch.compile failed: {type(e).__name__}: {e}",
+            file=sys.stderr)
+      del runs[name]
+
+  seconds = time_round_robin(runs, args.steps)
+  hf_best = min((s for n, s in seconds.items() if n.startswith("hf")),
+                default=None)
+  for impl, s in seconds.items():
+    eps = args.batch / s
+    row = {"impl": impl, "batch": args.batch, "examples_per_s": round(eps, 1),
+           "step_s": round(s, 3),
+           "gflops": round(flops * eps / 1e9, 2), "peak_gflops": round(peak, 1),
+           "fraction_of_peak": round(flops * eps / 1e9 / peak, 3)}
+    if hf_best is not None:
+      row["vs_best_hf"] = round(hf_best / s, 2)
+    print(json.dumps(row) if args.json else
+          " | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,15 @@ and the relative position bias is a compile-time table.
 All parameters carry logical axis names (`vocab`, `embed`, `mlp`, `heads`,
 `kv`, `relpos_buckets`) through `nn.with_logical_partitioning`, following
 t5x's conventions. No TensorFlow.
+
+Training speed (XLA:CPU, see `benchmarks/train_step.py`): the parameter tree
+is the one `nn.DenseGeneral` would make, but layers multiply flattened
+`[tokens, features]` activations by `[in, out]` matrices, and self-attention
+concatenates its query, key and value kernels into one product. Attention
+and RMSNorm have hand-written gradients (broadcast-parameter gradients as
+matrix products, dropout masks recomputed), and dropout masks are a hash of
+position and a per-call seed from the "dropout" RNG stream, fused into the
+kernels that use them (see `Dropout`).
 """
 
 from __future__ import annotations
@@ -203,8 +212,57 @@ class RelativePositionBiases(nn.Module):
 # -- building blocks ----------------------------------------------------------
 
 
+def _sum_leading(x: Array, ndim: int) -> Array:
+  """Sums `x` over all but its last `ndim` axes, as a matrix product.
+
+  XLA:CPU reduces over major axes several times slower than it multiplies a
+  ones vector by the matrix view, and gradients of broadcast parameters
+  (norm scales, position biases) are exactly such sums.
+  """
+  lead = x.shape[:x.ndim - ndim]
+  rows = math.prod(lead)
+  flat = x.reshape(rows, -1)
+  out = jnp.dot(jnp.ones((1, rows), flat.dtype), flat,
+                preferred_element_type=jnp.float32)
+  return out.reshape(x.shape[x.ndim - ndim:])
+
+
+def _rms_norm_fwd(x: Array, scale: Array, epsilon: float
+                  ) -> tuple[Array, tuple[Array, Array, Array]]:
+  x32 = x.astype(jnp.float32)
+  inv = jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) +
+                      epsilon)
+  return (x32 * inv * scale).astype(x.dtype), (x, inv, scale)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _rms_norm(x: Array, scale: Array, epsilon: float) -> Array:
+  """`x / rms(x) * scale` (float32 inside), in the dtype of `x`."""
+  return _rms_norm_fwd(x, scale, epsilon)[0]
+
+
+def _rms_norm_bwd(epsilon: float, res: tuple[Array, Array, Array],
+                   dy: Array) -> tuple[Array, Array]:
+  del epsilon
+  x, inv, scale = res
+  x32 = x.astype(jnp.float32)
+  g = dy.astype(jnp.float32)
+  d_scale = _sum_leading(g * x32 * inv, 1).astype(scale.dtype)
+  gs = g * scale
+  dx = inv * (gs - x32 * jnp.square(inv) *
+              jnp.mean(gs * x32, axis=-1, keepdims=True))
+  return dx.astype(x.dtype), d_scale
+
+
+_rms_norm.defvjp(_rms_norm_fwd, _rms_norm_bwd)
+
+
 class RMSNorm(nn.Module):
-  """T5 layer norm: scale by the root mean square, no bias or centering."""
+  """T5 layer norm: scale by the root mean square, no bias or centering.
+
+  The gradient is written by hand so that the scale's gradient (a sum over
+  all tokens) is a matrix product rather than a slow major-axis reduction.
+  """
 
   epsilon: float = 1e-6
   dtype: DType = jnp.float32
@@ -215,68 +273,254 @@ class RMSNorm(nn.Module):
         "scale", nn.with_logical_partitioning(nn.initializers.ones,
                                               ("embed",)),
         (x.shape[-1],), jnp.float32)
-    x32 = x.astype(jnp.float32)
-    var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
-    y = x32 * jax.lax.rsqrt(var + self.epsilon)
-    return (y * scale).astype(self.dtype)
+    return _rms_norm(x, scale, self.epsilon).astype(self.dtype)
 
 
 def _kernel_init(scale: float = 1.0) -> nn.initializers.Initializer:
   return nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
 
 
-def _dense(features: int | tuple[int, ...], axis: int | tuple[int, ...],
-           names: tuple[str, ...], dtype: DType, name: str,
-           scale: float = 1.0) -> nn.DenseGeneral:
-  return nn.DenseGeneral(
-      features=features, axis=axis, use_bias=False, dtype=dtype,
-      kernel_init=nn.with_logical_partitioning(_kernel_init(scale), names),
-      name=name)
+# -- dropout ------------------------------------------------------------------
+#
+# Dropout masks come from a counter-based integer hash of each element's
+# position and a per-call 64-bit seed drawn from the "dropout" RNG stream.
+# The hash is a handful of integer ops that XLA fuses into the kernels that
+# consume the mask, so no random bits are materialised: on CPU, generating
+# them with `jax.random` (any key implementation) took a quarter of a
+# training step. Each call still draws its seed with `make_rng`, so masks
+# depend on the dropout key, the module path and the call order exactly as
+# with `flax.linen.Dropout`.
 
 
-def _heads_first(x: Array) -> Array:
-  """`[batch, length, heads, kv]` -> `[batch, heads, length, kv]`."""
-  return jnp.transpose(x, (0, 2, 1, 3))
+def _mix32(x: Array) -> Array:
+  """A bijective avalanche mix of uint32 values (Wellons' lowbias32)."""
+  x = x ^ (x >> 16)
+  x = x * jnp.uint32(0x7FEB352D)
+  x = x ^ (x >> 15)
+  x = x * jnp.uint32(0x846CA68B)
+  return x ^ (x >> 16)
 
 
-def _attend(query: Array, key: Array, value: Array, bias: Array | None,
-            dropout: nn.Dropout, deterministic: bool,
-            dtype: DType) -> Array:
-  """Softmax attention without scaling (T5).
+def _dropout_seed(module: nn.Module) -> Array:
+  """Two uint32 words from the module's "dropout" RNG stream."""
+  return jax.random.bits(module.make_rng("dropout"), (2,), jnp.uint32)
 
-  Keys and values come heads-first: XLA:CPU runs the two batched matrix
-  products several times faster in this layout (contracting the minor
-  dimension, batch dimensions major) than on `[batch, length, heads, kv]`.
+
+def _keep_mask(seed: Array, shape: tuple[int, ...], rate: float) -> Array:
+  """Boolean keep mask, True with probability `1 - rate` (to 2**-32).
+
+  Element `(row, col)` (`col` the last axis, `row` the others flattened) is
+  kept when `mix(mix(mix(row ^ s0) ^ (col + s1))) >= rate * 2**32`.
 
   Args:
-    query: `[batch, q, heads, kv]`.
-    key: `[batch, heads, k, kv]`.
-    value: `[batch, heads, k, kv]`.
-    bias: additive bias broadcastable to `[batch, heads, q, k]`.
-    dropout: dropout on the attention weights.
-    deterministic: disables dropout.
-    dtype: output dtype.
+    seed: uint32 `[2]`.
+    shape: mask shape.
+    rate: drop probability.
 
   Returns:
-    `[batch, q, heads, kv]`.
+    bool array of `shape`.
   """
-  logits = jnp.einsum("bhqd,bhkd->bhqk", _heads_first(query), key,
+  shape = tuple(shape)
+  if not shape:
+    return _keep_mask(seed, (1,), rate).reshape(())
+  row = jnp.zeros(shape, jnp.uint32)
+  stride = 1
+  for axis in range(len(shape) - 2, -1, -1):
+    row = row + (jax.lax.broadcasted_iota(jnp.uint32, shape, axis) *
+                 jnp.uint32(stride % 2**32))
+    stride *= shape[axis]
+  col = jax.lax.broadcasted_iota(jnp.uint32, shape, len(shape) - 1)
+  h = _mix32(_mix32(_mix32(row ^ seed[0]) ^ (col + seed[1])))
+  threshold = min(int(round(rate * 2.0**32)), 2**32 - 1)
+  return h >= jnp.uint32(threshold)
+
+
+def _dropout(x: Array, seed: Array | None, rate: float) -> Array:
+  """Inverted dropout of `x` with the mask of `seed` (None: identity)."""
+  if seed is None or rate == 0.0:
+    return x
+  keep = _keep_mask(seed, x.shape, rate)
+  return jnp.where(keep, x * jnp.asarray(1.0 / (1.0 - rate), x.dtype),
+                   jnp.zeros((), x.dtype))
+
+
+class Dropout(nn.Module):
+  """Dropout with hashed masks (see `_keep_mask`); no-op when deterministic.
+
+  Attributes:
+    rate: drop probability.
+  """
+
+  rate: float
+
+  def __call__(self, x: Array, deterministic: bool) -> Array:
+    if deterministic or self.rate == 0.0:
+      return x
+    return _dropout(x, _dropout_seed(self), self.rate)
+
+
+# -- dense layers -------------------------------------------------------------
+
+
+class Kernel(nn.Module):
+  """A dense kernel, returned as an `[inputs, outputs]` matrix.
+
+  The parameter keeps its structured shape and logical axis names (e.g.
+  `[embed, heads, kv]`) and the initialisation of `nn.DenseGeneral` (fan-in
+  over the input axes). Layers multiply flattened `[tokens, features]`
+  activations by the matrix: on XLA:CPU, 2-D products and their gradients
+  avoid the strided transposes that `dot_general` over `[batch, length,
+  ...]` operands produced in the backward pass.
+
+  Attributes:
+    shape: parameter shape, input axes first.
+    names: logical axis names, one per axis.
+    num_inputs: how many leading axes are contracted.
+    dtype: dtype of the returned matrix.
+  """
+
+  shape: tuple[int, ...]
+  names: tuple[str, ...]
+  num_inputs: int = 1
+  dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self) -> Array:
+    rows = math.prod(self.shape[:self.num_inputs])
+    cols = math.prod(self.shape[self.num_inputs:])
+
+    def init(rng: Array, shape: tuple[int, ...],
+             dtype: DType = jnp.float32) -> Array:
+      return _kernel_init()(rng, (rows, cols), dtype).reshape(shape)
+
+    kernel = self.param(
+        "kernel", nn.with_logical_partitioning(init, self.names),
+        tuple(self.shape), jnp.float32)
+    return kernel.reshape(rows, cols).astype(self.dtype)
+
+
+def _matmul(x: Array, kernel: Array) -> Array:
+  """`x[..., in]` times an `[in, out]` matrix, as one 2-D product."""
+  y = jnp.dot(x.reshape(-1, kernel.shape[0]), kernel)
+  return y.reshape(x.shape[:-1] + (kernel.shape[1],))
+
+
+# -- attention ----------------------------------------------------------------
+
+
+def _softmax_probs(q: Array, k: Array, bias: Array | None,
+                   mask: Array | None) -> Array:
+  """Softmax over keys of `q k^T + bias + mask`, float32 `[b, h, q, k]`."""
+  logits = jnp.einsum("bhqd,bhkd->bhqk", q, k,
                       preferred_element_type=jnp.float32)
   if bias is not None:
     logits = logits + bias.astype(jnp.float32)
-  weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
-  weights = dropout(weights, deterministic=deterministic)
-  return _heads_first(jnp.einsum("bhqk,bhkd->bhqd", weights, value))
+  if mask is not None:
+    logits = logits + mask.astype(jnp.float32)
+  return jax.nn.softmax(logits, axis=-1)
+
+
+def _attention_fwd(q: Array, k: Array, v: Array, bias: Array | None,
+                   mask: Array | None, seed: Array | None,
+                   rate: float) -> tuple[Array, tuple[Any, ...]]:
+  probs = _softmax_probs(q, k, bias, mask)
+  out = jnp.einsum("bhqk,bhkd->bhqd",
+                   _dropout(probs, seed, rate).astype(v.dtype), v)
+  return out, (q, k, v, bias, seed, probs, out)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _attention(q: Array, k: Array, v: Array, bias: Array | None,
+               mask: Array | None, seed: Array | None, rate: float) -> Array:
+  """Softmax attention without scaling (T5), heads-first.
+
+  Keys and values are heads-first: XLA:CPU runs the batched matrix products
+  several times faster in this layout (batch dimensions major) than on
+  `[batch, length, heads, kv]`. The hand-written gradient keeps the softmax
+  probabilities, recomputes the dropout mask from its seed and sums the
+  position-bias gradient over the batch as a matrix product.
+
+  Args:
+    q: `[b, h, q, d]`.
+    k: `[b, h, k, d]`.
+    v: `[b, h, k, d]`.
+    bias: trainable bias `[h, q, k]` (relative positions), or None.
+    mask: constant additive mask broadcastable to `[b, h, q, k]`, or None.
+    seed: dropout seed of the attention weights (None: no dropout).
+    rate: dropout rate.
+
+  Returns:
+    `[b, h, q, d]` in the dtype of `v`.
+  """
+  return _attention_fwd(q, k, v, bias, mask, seed, rate)[0]
+
+
+def _attention_bwd(rate: float, res: tuple[Any, ...], d_out: Array
+                   ) -> tuple[Any, ...]:
+  q, k, v, bias, seed, probs, out = res
+  d_probs = jnp.einsum("bhqd,bhkd->bhqk", d_out, v,
+                       preferred_element_type=jnp.float32)
+  d_probs = _dropout(d_probs, seed, rate)
+  # sum_k d_probs * probs == sum_d d_out * out (FlashAttention's `D`), a
+  # reduction over head_dim instead of over keys.
+  row = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32),
+                axis=-1, keepdims=True)
+  d_logits = probs * (d_probs - row)
+  dtype = q.dtype
+  d_logits_c = d_logits.astype(dtype)
+  dq = jnp.einsum("bhqk,bhkd->bhqd", d_logits_c, k)
+  dk = jnp.einsum("bhqk,bhqd->bhkd", d_logits_c, q)
+  dv = jnp.einsum("bhqk,bhqd->bhkd",
+                  _dropout(probs, seed, rate).astype(v.dtype), d_out)
+  d_bias = None
+  if bias is not None:
+    d_bias = _sum_leading(d_logits, 3).reshape(bias.shape).astype(bias.dtype)
+  return dq, dk, dv, d_bias, None, None
+
+
+_attention.defvjp(_attention_fwd, _attention_bwd)
+
+
+def _split_heads(x: Array, parts: int, heads: int) -> Array:
+  """`[b, len, parts * heads * kv]` -> `[parts, b, heads, len, kv]`."""
+  b, length, _ = x.shape
+  return jnp.transpose(x.reshape(b, length, parts, heads, -1),
+                       (2, 0, 3, 1, 4))
+
+
+def _merge_heads(x: Array) -> Array:
+  """`[b, heads, len, kv]` -> `[b, len, heads * kv]`."""
+  b, h, length, d = x.shape
+  return jnp.transpose(x, (0, 2, 1, 3)).reshape(b, length, h * d)
+
+
+def _projection_kernels(cfg: TransformerConfig, names: Sequence[str]
+                        ) -> list[Array]:
+  """`[emb, heads * kv]` matrices of the named projections (in a module)."""
+  return [Kernel((cfg.emb_dim, cfg.num_heads, cfg.head_dim),
+                 ("embed", "heads", "kv"), 1, cfg.dtype, name=name)()
+          for name in names]
+
+
+def _output_projection(cfg: TransformerConfig, x: Array) -> Array:
+  """`[b, l, heads * kv]` -> `[b, l, emb]` through the "out" kernel."""
+  kernel = Kernel((cfg.num_heads, cfg.head_dim, cfg.emb_dim),
+                  ("heads", "kv", "embed"), 2, cfg.dtype, name="out")()
+  return _matmul(x, kernel)
 
 
 class SelfAttention(nn.Module):
-  """Multi-head self-attention with an optional incremental KV cache."""
+  """Multi-head self-attention with an optional incremental KV cache.
+
+  The query, key and value kernels stay separate parameters but are
+  concatenated for one `[emb, 3 * heads * kv]` product.
+  """
 
   config: TransformerConfig
 
   @nn.compact
-  def __call__(self, x: Array, bias: Array, deterministic: bool,
-               decode: bool = False,
+  def __call__(self, x: Array, bias: Array | None, mask: Array | None,
+               deterministic: bool, decode: bool = False,
                decode_step: int | None = None,
                max_decode_length: int | None = None) -> Array:
     """Attends `x` to itself.
@@ -284,8 +528,10 @@ class SelfAttention(nn.Module):
     Args:
       x: `[batch, length, emb]`, or in decode mode `[batch, beams, emb]`
         holding one new token per beam.
-      bias: full mode: `[batch or 1, heads, length, length]` (position bias
-        plus mask); decode mode: `[heads, decode_step + 1]`.
+      bias: full mode: relative position bias `[heads, length, length]`;
+        decode mode: `[heads, decode_step + 1]`.
+      mask: full mode: additive mask broadcastable to `[batch, heads,
+        length, length]`; unused in decode mode.
       deterministic: disables dropout.
       decode: incremental decoding with the "cache" collection.
       decode_step: static position of the new token (decode mode).
@@ -295,45 +541,47 @@ class SelfAttention(nn.Module):
       Same shape as `x`.
     """
     cfg = self.config
-    heads = (cfg.num_heads, cfg.head_dim)
-    names = ("embed", "heads", "kv")
-    q = _dense(heads, -1, names, cfg.dtype, "query")(x)
-    k = _dense(heads, -1, names, cfg.dtype, "key")(x)
-    v = _dense(heads, -1, names, cfg.dtype, "value")(x)
-    dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=())
+    h, d = cfg.num_heads, cfg.head_dim
+    kernel = jnp.concatenate(
+        _projection_kernels(cfg, ("query", "key", "value")), axis=1)
+    qkv = _matmul(x, kernel)
     if not decode:
-      out = _attend(q, _heads_first(k), _heads_first(v), bias, dropout,
-                    deterministic, cfg.dtype)
+      q, k, v = _split_heads(qkv, 3, h)
+      seed = None
+      if not deterministic and cfg.dropout_rate > 0:
+        seed = _dropout_seed(self)
+      out = _merge_heads(_attention(q, k, v, bias, mask, seed,
+                                    cfg.dropout_rate))
+      return _output_projection(cfg, out)
+    if decode_step is None:
+      raise ConfigError("decode=True needs a static decode_step.")
+    batch, beams = x.shape[:2]
+    q, k, v = (qkv.reshape(batch, beams, 3, h, d)[:, :, i] for i in range(3))
+    if not self.has_variable("cache", "cached_key"):
+      if max_decode_length is None:
+        raise ConfigError("the first decode call must pass "
+                          "max_decode_length to size the KV cache.")
+      shape = (batch, beams, max_decode_length, h, d)
     else:
-      if decode_step is None:
-        raise ConfigError("decode=True needs a static decode_step.")
-      batch, beams = x.shape[:2]
-      if not self.has_variable("cache", "cached_key"):
-        if max_decode_length is None:
-          raise ConfigError("the first decode call must pass "
-                            "max_decode_length to size the KV cache.")
-        shape = (batch, beams, max_decode_length) + heads
-      else:
-        shape = None
-      cached_key = self.variable("cache", "cached_key", jnp.zeros, shape,
-                                 k.dtype)
-      cached_value = self.variable("cache", "cached_value", jnp.zeros,
-                                   shape, v.dtype)
-      keys = cached_key.value.at[:, :, decode_step].set(k)
-      values = cached_value.value.at[:, :, decode_step].set(v)
-      cached_key.value = keys
-      cached_value.value = values
-      keys = keys[:, :, :decode_step + 1]
-      values = values[:, :, :decode_step + 1]
-      # One query per beam attends to its own short prefix; products over
-      # a handful of positions are cheaper as broadcasts than as batched
-      # matrix products. logits: [b, w, t, h].
-      logits = jnp.sum(q[:, :, None].astype(jnp.float32) * keys, axis=-1)
-      logits = logits + jnp.transpose(bias).astype(jnp.float32)
-      weights = jax.nn.softmax(logits, axis=2).astype(cfg.dtype)
-      out = jnp.sum(weights[..., None] * values, axis=2)
-    return _dense(cfg.emb_dim, (-2, -1), ("heads", "kv", "embed"), cfg.dtype,
-                  "out")(out)
+      shape = None
+    cached_key = self.variable("cache", "cached_key", jnp.zeros, shape,
+                               k.dtype)
+    cached_value = self.variable("cache", "cached_value", jnp.zeros, shape,
+                                 v.dtype)
+    keys = cached_key.value.at[:, :, decode_step].set(k)
+    values = cached_value.value.at[:, :, decode_step].set(v)
+    cached_key.value = keys
+    cached_value.value = values
+    keys = keys[:, :, :decode_step + 1]
+    values = values[:, :, :decode_step + 1]
+    # One query per beam attends to its own short prefix; products over a
+    # handful of positions are cheaper as broadcasts than as batched matrix
+    # products. logits: [b, w, t, h].
+    logits = jnp.sum(q[:, :, None].astype(jnp.float32) * keys, axis=-1)
+    logits = logits + jnp.transpose(bias).astype(jnp.float32)
+    weights = jax.nn.softmax(logits, axis=2).astype(cfg.dtype)
+    out = jnp.sum(weights[..., None] * values, axis=2)
+    return _output_projection(cfg, out.reshape(batch, beams, h * d))
 
 
 class CrossAttention(nn.Module):
@@ -342,7 +590,7 @@ class CrossAttention(nn.Module):
   config: TransformerConfig
 
   @nn.compact
-  def __call__(self, x: Array, encoded: Array | None, bias: Array,
+  def __call__(self, x: Array, encoded: Array | None, mask: Array,
                deterministic: bool, decode: bool = False) -> Array:
     """Attends decoder positions (or beams) to the encoder output.
 
@@ -350,7 +598,7 @@ class CrossAttention(nn.Module):
       x: `[batch, q, emb]`: decoder positions, or beams in decode mode.
       encoded: `[batch, enc_length, emb]`; may be None in decode mode once
         the "cross_kv" collection holds the projected keys and values.
-      bias: encoder mask bias broadcastable to `[batch, heads, q, enc]`.
+      mask: encoder mask bias broadcastable to `[batch, heads, q, enc]`.
       deterministic: disables dropout.
       decode: read / fill the "cross_kv" collection.
 
@@ -358,26 +606,26 @@ class CrossAttention(nn.Module):
       `[batch, q, emb]`.
     """
     cfg = self.config
-    heads = (cfg.num_heads, cfg.head_dim)
-    names = ("embed", "heads", "kv")
-    q = _dense(heads, -1, names, cfg.dtype, "query")(x)
-    key_proj = _dense(heads, -1, names, cfg.dtype, "key")
-    value_proj = _dense(heads, -1, names, cfg.dtype, "value")
+    h = cfg.num_heads
+    q_kernel, k_kernel, v_kernel = _projection_kernels(
+        cfg, ("query", "key", "value"))
+    (q,) = _split_heads(_matmul(x, q_kernel), 1, h)
     if decode and self.has_variable("cross_kv", "key"):
       k = self.get_variable("cross_kv", "key")
       v = self.get_variable("cross_kv", "value")
     else:
       if encoded is None:
         raise ConfigError("the first decode call needs the encoder output.")
-      k = _heads_first(key_proj(encoded))
-      v = _heads_first(value_proj(encoded))
+      kv = _matmul(encoded, jnp.concatenate([k_kernel, v_kernel], axis=1))
+      k, v = _split_heads(kv, 2, h)
       if decode:
         self.put_variable("cross_kv", "key", k)
         self.put_variable("cross_kv", "value", v)
-    dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=())
-    out = _attend(q, k, v, bias, dropout, deterministic, cfg.dtype)
-    return _dense(cfg.emb_dim, (-2, -1), ("heads", "kv", "embed"), cfg.dtype,
-                  "out")(out)
+    seed = None
+    if not deterministic and cfg.dropout_rate > 0:
+      seed = _dropout_seed(self)
+    out = _attention(q, k, v, None, mask, seed, cfg.dropout_rate)
+    return _output_projection(cfg, _merge_heads(out))
 
 
 class MlpBlock(nn.Module):
@@ -389,14 +637,18 @@ class MlpBlock(nn.Module):
   def __call__(self, x: Array, deterministic: bool) -> Array:
     cfg = self.config
     acts = cfg.mlp_activations
-    branches = []
-    for i, act in enumerate(acts):
-      name = "wi" if len(acts) == 1 else f"wi_{i}"
-      h = _dense(cfg.mlp_dim, -1, ("embed", "mlp"), cfg.dtype, name)(x)
-      branches.append(_ACTIVATIONS[act](h))
-    h = functools.reduce(lambda a, b: a * b, branches)
-    h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
-    return _dense(cfg.emb_dim, -1, ("mlp", "embed"), cfg.dtype, "wo")(h)
+    names = ["wi"] if len(acts) == 1 else [f"wi_{i}" for i in range(len(acts))]
+    kernels = [Kernel((cfg.emb_dim, cfg.mlp_dim), ("embed", "mlp"), 1,
+                      cfg.dtype, name=name)() for name in names]
+    hidden = _matmul(x, jnp.concatenate(kernels, axis=1))
+    branches = [_ACTIVATIONS[act](hidden[..., i * cfg.mlp_dim:
+                                         (i + 1) * cfg.mlp_dim])
+                for i, act in enumerate(acts)]
+    hidden = functools.reduce(lambda a, b: a * b, branches)
+    hidden = Dropout(cfg.dropout_rate)(hidden, deterministic=deterministic)
+    kernel = Kernel((cfg.mlp_dim, cfg.emb_dim), ("mlp", "embed"), 1,
+                    cfg.dtype, name="wo")()
+    return _matmul(hidden, kernel)
 
 
 class EncoderLayer(nn.Module):
@@ -414,11 +666,11 @@ class EncoderLayer(nn.Module):
       bias = RelativePositionBiases(
           cfg.relative_attention_num_buckets,
           cfg.relative_attention_max_distance, cfg.num_heads, cfg.dtype,
-          name="relpos_bias")(pos, pos, bidirectional=True)[None]
-    drop = nn.Dropout(cfg.dropout_rate)
+          name="relpos_bias")(pos, pos, bidirectional=True)
+    drop = Dropout(cfg.dropout_rate)
     h = RMSNorm(cfg.layer_norm_epsilon, cfg.dtype, name="pre_attention_norm")(
         x)
-    h = SelfAttention(cfg, name="attention")(h, bias + mask_bias,
+    h = SelfAttention(cfg, name="attention")(h, bias, mask_bias,
                                              deterministic)
     x = x + drop(h, deterministic=deterministic)
     h = RMSNorm(cfg.layer_norm_epsilon, cfg.dtype, name="pre_mlp_norm")(x)
@@ -451,14 +703,13 @@ class DecoderLayer(nn.Module):
                    bidirectional=False)[:, 0]
       else:
         pos = np.arange(x.shape[1])
-        bias = rel(pos, pos, bidirectional=False)[None]
-    self_bias = bias if decode else bias + mask_bias
-    drop = nn.Dropout(cfg.dropout_rate)
+        bias = rel(pos, pos, bidirectional=False)
+    drop = Dropout(cfg.dropout_rate)
     h = RMSNorm(cfg.layer_norm_epsilon, cfg.dtype,
                 name="pre_self_attention_norm")(x)
     h = SelfAttention(cfg, name="self_attention")(
-        h, self_bias, deterministic, decode=decode, decode_step=decode_step,
-        max_decode_length=max_decode_length)
+        h, bias, mask_bias, deterministic, decode=decode,
+        decode_step=decode_step, max_decode_length=max_decode_length)
     x = x + drop(h, deterministic=deterministic)
     h = RMSNorm(cfg.layer_norm_epsilon, cfg.dtype,
                 name="pre_cross_attention_norm")(x)
@@ -503,9 +754,10 @@ class Transformer(nn.Module):
     self.decoder_norm = RMSNorm(cfg.layer_norm_epsilon, cfg.dtype,
                                 name="decoder_norm")
     if not cfg.logits_via_embedding:
-      self.logits_dense = _dense(cfg.vocab_size, -1, ("embed", "vocab"),
-                                 cfg.dtype, "logits_dense")
-    self.dropout = nn.Dropout(cfg.dropout_rate)
+      self.logits_dense = Kernel((cfg.emb_dim, cfg.vocab_size),
+                                 ("embed", "vocab"), 1, cfg.dtype,
+                                 name="logits_dense")
+    self.dropout = Dropout(cfg.dropout_rate)
 
   def encode(self, encoder_input_tokens: Array,
              enable_dropout: bool = False) -> Array:
@@ -525,10 +777,10 @@ class Transformer(nn.Module):
   def _logits(self, y: Array) -> Array:
     if self.config.logits_via_embedding:
       y = y * (self.config.emb_dim ** -0.5)
-      logits = self.shared_embedding.attend(y)
+      kernel = jnp.transpose(self.shared_embedding.embedding).astype(y.dtype)
     else:
-      logits = self.logits_dense(y)
-    return logits.astype(jnp.float32)
+      kernel = self.logits_dense()
+    return _matmul(y, kernel).astype(jnp.float32)
 
   def decode(self, encoded: Array | None, encoder_input_tokens: Array,
              decoder_input_tokens: Array,
