@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO))
 
 from recjax import datasets  # noqa: E402
 from recjax import embed  # noqa: E402
-from recjax import metrics as metrics_lib  # noqa: E402
+from recjax import quickstart  # noqa: E402
 from recjax.datasets import stage as dataset_stage  # noqa: E402
 
 FOLDERS = {"Office": "amazon-office", "Beauty": "amazon-beauty"}
@@ -142,26 +142,11 @@ class Bench:
 
   def popularity(self, ds: datasets.CanonicalDataset) -> dict[str, float]:
     """Most-popular items of the training sequences, both policies."""
-    splits = datasets.leave_one_out(ds, max_history=None)
-    train, test = splits["train"], splits["test"]
-    counts = np.bincount(np.concatenate([train.history_flat, train.targets]),
-                         minlength=ds.num_items)
     out: dict[str, float] = {}
-    k = 20
-    top = metrics_lib.popularity_baseline(counts, k=k)
-    top = np.broadcast_to(top, (len(test), k))
-    for key, v in metrics_lib.ranking_metrics(
-        top, test.targets, num_items=ds.num_items).items():
-      out[f"test/{key}"] = float(v)
-    width = int(np.diff(test.offsets).max())
-    exclude = np.full((len(test), width), -1, np.int64)
-    for i in range(len(test)):
-      h = test.history(i)
-      exclude[i, :len(h)] = h
-    top = metrics_lib.popularity_baseline(counts, k=k, exclude=exclude)
-    for key, v in metrics_lib.ranking_metrics(
-        top, test.targets, num_items=ds.num_items).items():
-      out[f"test_excl/{key}"] = float(v)
+    for prefix, excl in (("test", False), ("test_excl", True)):
+      res = quickstart.popularity_metrics(ds, exclude_seen=excl,
+                                          max_history=None)
+      out.update({f"{prefix}/{k}": float(v) for k, v in res.items()})
     return out
 
   def item_model(self, name: str, folder: pathlib.Path, method: str,

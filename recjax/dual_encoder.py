@@ -47,7 +47,6 @@ import dataclasses
 import math
 import os
 import pathlib
-import tempfile
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
@@ -57,6 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from recjax import io_utils
 from recjax.datasets.canonical import CanonicalDataset
 from recjax.errors import ConfigError
 from recjax.item_models import Batch
@@ -536,19 +536,7 @@ class DualEncoderModel(ItemModel):
     Returns:
       The path written.
     """
-    path = pathlib.Path(path)
-    vectors = self.export_item_vectors(params)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-      with os.fdopen(fd, "wb") as f:
-        np.save(f, vectors)
-      os.replace(tmp, path)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-      raise
-    return path
+    return io_utils.save_npy_atomic(path, self.export_item_vectors(params))
 
   # -- the T5X contract --------------------------------------------------------
 

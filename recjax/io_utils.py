@@ -39,3 +39,29 @@ def atomic_directory(dest: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
+
+
+def save_npy_atomic(path: str | os.PathLike[str], array: object
+                    ) -> pathlib.Path:
+  """Writes `array` to a `.npy` file through a temporary sibling + rename.
+
+  Args:
+    path: destination file (parents are created).
+    array: anything `numpy.save` accepts.
+
+  Returns:
+    The path written; on an exception no file (and no temporary) is left.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.save(f, array)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  return path

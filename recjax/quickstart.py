@@ -44,13 +44,23 @@ MAX_TRAIN_PREFIXES = 30
 
 
 def popularity_metrics(ds: datasets.CanonicalDataset, k: int = 20,
-                       exclude_seen: bool = False) -> dict[str, float]:
+                       exclude_seen: bool = False,
+                       max_history: int | None = 20) -> dict[str, float]:
   """Most-popular baseline on the leave-one-out test split.
 
   Popularity counts every item of the users' training sequences (the items
   before the validation target).
+
+  Args:
+    ds: the dataset.
+    k: list length.
+    exclude_seen: leave each user's history out of their list.
+    max_history: history items excluded (most recent; None = all).
+
+  Returns:
+    `ranking_metrics` of the lists on the test split.
   """
-  splits = datasets.leave_one_out(ds)
+  splits = datasets.leave_one_out(ds, max_history=max_history)
   train = splits["train"]
   counts = np.bincount(
       np.concatenate([train.history_flat, train.targets]),

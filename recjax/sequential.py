@@ -31,7 +31,6 @@ import dataclasses
 import functools
 import os
 import pathlib
-import tempfile
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from recjax import io_utils
 from recjax.datasets import CanonicalDataset
 from recjax.errors import ConfigError
 from recjax.item_models import ItemModel
@@ -356,19 +356,7 @@ class SASRecModel(ItemModel):
     Returns:
       The path written.
     """
-    path = pathlib.Path(path)
-    emb = self.item_embeddings(params)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-      with os.fdopen(fd, "wb") as f:
-        np.save(f, emb)
-      os.replace(tmp, path)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.unlink(tmp)
-      raise
-    return path
+    return io_utils.save_npy_atomic(path, self.item_embeddings(params))
 
 
 def make_sasrec(dataset: CanonicalDataset,
