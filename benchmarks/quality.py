@@ -150,7 +150,7 @@ class Bench:
     return out
 
   def item_model(self, name: str, folder: pathlib.Path, method: str,
-                 seed: int, emb_dir: pathlib.Path,
+                 seed: int, emb_dir: pathlib.Path | None,
                  run: pathlib.Path) -> dict[str, float]:
     """SASRec / LEARN / LITE through the `train_items` gin entry point."""
     import gin  # pylint: disable=g-import-not-at-top
@@ -164,7 +164,7 @@ class Bench:
         f"TRAIN_STEPS = {steps}",
         f"EVAL_PERIOD = {period}",
         f"PATIENCE = {patience}",
-        f"EMBEDDINGS_DIR = '{emb_dir}'",
+        f"EMBEDDINGS_DIR = {None if emb_dir is None else repr(str(emb_dir))}",
         "recjax.item_sequences.ItemDataConfig.source = 'amazon_lcrec'",
         f"recjax.item_sequences.ItemDataConfig.data_dir = '{folder}'",
         "recjax.item_sequences.ItemDataConfig.category = "
@@ -240,8 +240,9 @@ class Bench:
     if method == "popularity":
       res = self.popularity(ds)
     elif method in ITEM_MODELS:
-      res = self.item_model(name, folder, method, seed,
-                            self.embeddings(name), run)
+      # SASRec learns its own item embeddings: no text embeddings needed.
+      emb = None if method == "sasrec" else self.embeddings(name)
+      res = self.item_model(name, folder, method, seed, emb, run)
     elif method in GENERATIVE:
       cf = None
       if method == "letter_tiger":
