@@ -86,6 +86,13 @@ CPU_GENERATIVE = (
 CPU_STEPS = {"Office": 1500, "Beauty": 2500}
 CPU_EVAL_PERIOD = {"Office": 500, "Beauty": 1250}
 
+# Gin experiment of each generative method (the task name is overridden).
+EXPERIMENTS = {
+    "tiger": "experiments/tiger_amazon_office.gin",
+    "letter_tiger": "experiments/letter_tiger_amazon.gin",
+    "tiger_calrec": "experiments/tiger_calrec_amazon_office.gin",
+}
+
 # Item-level models: gin model file per method.
 ITEM_MODELS = {"sasrec": "models/sasrec.gin", "learn": "models/learn.gin",
                "lite": "models/lite.gin"}
@@ -134,8 +141,13 @@ class Bench:
     root = self.cache / name
     return pathlib.Path(embed.embed_stage(root / "dataset", root / "minilm"))
 
-  def run_dir(self, name: str, method: str, seed: int) -> pathlib.Path:
-    suffix = "" if method == "popularity" else f"-{self.schedule}"
+  def run_dir(self, name: str, method: str, seed: int,
+              schedule: str | None = None) -> pathlib.Path:
+    """`<cache>/<dataset>/<method>-<schedule>/seed<k>` of one cell."""
+    schedule = schedule or self.schedule
+    if method in ITEM_MODELS and schedule == "device":
+      schedule = "cpu"  # item-level models always train here
+    suffix = "" if method == "popularity" else f"-{schedule}"
     return self.cache / name / f"{method}{suffix}" / f"seed{seed}"
 
   # -- methods -------------------------------------------------------------
@@ -190,25 +202,53 @@ class Bench:
         cf_embeddings=None if cf is None else str(cf), progress=False,
         **SID_CONFIG)
 
+  def register_task(self, name: str, folder: pathlib.Path, method: str,
+                    seed: int, sid_dir: pathlib.Path) -> str:
+    """Registers the SeqIO task of a generative cell; returns its name."""
+    import tasks  # pylint: disable=g-import-not-at-top
+    task = f"quality_{name.lower()}_{method}_seed{seed}"
+    tasks.register_tiger_task(
+        task, f"recjax_amazon_lcrec/{_category(folder).lower()}",
+        str(sid_dir), data_dir=str(self.cache / "tfds"),
+        manual_dir=str(folder),
+        num_user_buckets=SID_CONFIG["num_user_buckets"])
+    return task
+
+  def semantic_ids_of(self, name: str, folder: pathlib.Path, method: str,
+                      seed: int) -> pathlib.Path:
+    """Semantic IDs of a generative cell (LETTER: after its SASRec)."""
+    _, ds_dir = self.dataset(name, folder)
+    cf = None
+    if method == "letter_tiger":
+      sas = self.run_dir(name, "sasrec", seed, schedule="cpu")
+      if not (sas / "result.json").exists():
+        self.cell(name, folder, "sasrec", seed)
+      cf = sas / "item_embeddings.npy"
+    return self.semantic_ids(name, method, seed, ds_dir,
+                             self.embeddings(name), cf)
+
+  def bundle(self, name: str, folder: pathlib.Path, method: str, seed: int,
+             out_dir: pathlib.Path) -> pathlib.Path:
+    """A generative cell packed for `benchmarks/device_quality.py`."""
+    from tasks import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
+    sid = self.semantic_ids_of(name, folder, method, seed)
+    task = self.register_task(name, folder, method, seed, sid)
+    out = out_dir / f"{name}-{method}-seed{seed}.tar.gz"
+    if not out.exists():
+      bundle_lib.make_bundle(task, out, extra={
+          "dataset": name, "method": method, "seed": seed,
+          "experiment": EXPERIMENTS[method]})
+    return out
+
   def generative(self, name: str, folder: pathlib.Path, method: str,
                  seed: int, sid_dir: pathlib.Path, run: pathlib.Path
                  ) -> dict[str, float]:
     """TIGER-family training and test evaluation through gin."""
     import gin  # pylint: disable=g-import-not-at-top
 
-    import tasks  # pylint: disable=g-import-not-at-top
     from recjax import gin_utils  # pylint: disable=g-import-not-at-top
-    category = _category(folder)
-    task = f"quality_{name.lower()}_{method}_seed{seed}"
-    tasks.register_tiger_task(
-        task, f"recjax_amazon_lcrec/{category.lower()}", str(sid_dir),
-        data_dir=str(self.cache / "tfds"), manual_dir=str(folder),
-        num_user_buckets=SID_CONFIG["num_user_buckets"])
-    experiment = {
-        "tiger": "experiments/tiger_amazon_office.gin",
-        "letter_tiger": "experiments/letter_tiger_amazon.gin",
-        "tiger_calrec": "experiments/tiger_calrec_amazon_office.gin",
-    }[method]
+    task = self.register_task(name, folder, method, seed, sid_dir)
+    experiment = EXPERIMENTS[method]
     bindings = [f"MIXTURE_OR_TASK_NAME = '{task}'", f"MODEL_DIR = '{run}'",
                 f"SEED = {seed}"]
     if self.schedule == "cpu":
@@ -244,14 +284,12 @@ class Bench:
       emb = None if method == "sasrec" else self.embeddings(name)
       res = self.item_model(name, folder, method, seed, emb, run)
     elif method in GENERATIVE:
-      cf = None
-      if method == "letter_tiger":
-        sas = self.run_dir(name, "sasrec", seed)
-        if not (sas / "result.json").exists():
-          self.cell(name, folder, "sasrec", seed)
-        cf = sas / "item_embeddings.npy"
-      sid = self.semantic_ids(name, method, seed, ds_dir,
-                              self.embeddings(name), cf)
+      if self.schedule == "device":
+        raise SystemExit(
+            f"{result_path} does not exist: device cells are trained by "
+            "benchmarks/device_quality.py (make the bundle with --bundle "
+            "DIR, then copy its result.json there).")
+      sid = self.semantic_ids_of(name, folder, method, seed)
       res = self.generative(name, folder, method, seed, sid, run)
     else:
       raise SystemExit(f"unknown method {method!r}; choose from {METHODS}")
@@ -342,7 +380,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                       help="an extra dataset folder in the LC-Rec layout")
   parser.add_argument("--methods", default=",".join(METHODS))
   parser.add_argument("--seeds", default="0,1,2")
-  parser.add_argument("--schedule", choices=("cpu", "full"), default="cpu")
+  parser.add_argument("--schedule", choices=("cpu", "full", "device"),
+                      default="cpu",
+                      help="'device': generative rows from "
+                      "benchmarks/device_quality.py results")
+  parser.add_argument("--bundle", default=None, metavar="DIR",
+                      help="write a device bundle per generative cell to "
+                      "DIR instead of training it")
   parser.add_argument("--cache_dir", default=str(REPO / "runs" /
                                                  "bench_quality"))
   parser.add_argument("--gin", action="append", default=[],
@@ -376,6 +420,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                        f"{', '.join(METHODS)}")
   seeds = [int(s) for s in args.seeds.split(",") if s]
   bench = Bench(pathlib.Path(args.cache_dir), args.schedule, args.gin)
+  if args.bundle:
+    for name, folder in folders.items():
+      for method in [m for m in methods if m in GENERATIVE]:
+        for seed in seeds:
+          path = bench.bundle(name, folder, method, seed,
+                              pathlib.Path(args.bundle))
+          print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB); on the "
+                f"device: python benchmarks/device_quality.py --bundle "
+                f"{path} --experiment {EXPERIMENTS[method]} --seed {seed}")
+    return
   rows = []
   for name, folder in folders.items():
     for method in methods:

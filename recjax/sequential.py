@@ -8,6 +8,13 @@ each position scores every catalog item through the (tied) item embedding:
   x = x + Dropout(FFN(LN(x)))               } as the original SASRec)
   h = LN(x);  logits = h @ E^T              (full catalog)
 
+or, with `norm="post"` (the BERT-style encoder of RecBole's SASRec):
+
+  x = Dropout(LN(E[item] + P[position])) * valid
+  x = LN(x + Dropout(Attention(x)))         } num_layers times
+  x = LN(x + Dropout(FFN(x)))               }
+  h = x;  logits = h @ E^T
+
 Inputs follow `recjax.item_models` (right-aligned, -1 padded); positions
 are column slots, so the most recent item always has the last position (as
 in the original implementation, which also left-pads). Padding columns are
@@ -52,6 +59,8 @@ Batch = Mapping[str, Any]
 PyTree = Any
 
 LOSSES = ("softmax", "bce")
+NORMS = ("pre", "post")
+TRAIN_POSITIONS = ("all", "last")
 _ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "gelu": functools.partial(jax.nn.gelu, approximate=False),
     "relu": jax.nn.relu,
@@ -77,6 +86,13 @@ class SASRecConfig:
     init_std: std of the normal initialisation of embeddings and kernels.
     loss: 'softmax' (full-catalog cross-entropy) or 'bce' (one sampled
       negative per position).
+    norm: 'pre' (LayerNorm before each sub-block and at the output, the
+      original SASRec) or 'post' (LayerNorm after each residual sum and on
+      the input embeddings, RecBole's SASRec).
+    train_positions: 'all' (a loss at every column with a target, for
+      `train_mode="sequences"`) or 'last' (only the last column: the same
+      loss for `train_mode="prefixes"`, whose other columns have no target,
+      without scoring the catalog at the empty ones).
   """
 
   num_items: int = 0
@@ -91,6 +107,8 @@ class SASRecConfig:
   layer_norm_epsilon: float = 1e-8
   init_std: float = 0.02
   loss: str = "softmax"
+  norm: str = "pre"
+  train_positions: str = "all"
 
   def __post_init__(self):
     for name in ("hidden_dim", "num_layers", "num_heads", "mlp_dim",
@@ -111,6 +129,13 @@ class SASRecConfig:
     if self.loss not in LOSSES:
       raise ConfigError(f"SASRecConfig.loss={self.loss!r}; use one of "
                         f"{LOSSES}.")
+    if self.norm not in NORMS:
+      raise ConfigError(f"SASRecConfig.norm={self.norm!r}; use one of "
+                        f"{NORMS}.")
+    if self.train_positions not in TRAIN_POSITIONS:
+      raise ConfigError(f"SASRecConfig.train_positions="
+                        f"{self.train_positions!r}; use one of "
+                        f"{TRAIN_POSITIONS}.")
 
 
 def _init(std: float, names: tuple[str, ...]) -> Callable[..., Array]:
@@ -159,7 +184,7 @@ class CausalSelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-  """Position-wise FFN: Dense -> activation -> dropout -> Dense."""
+  """Position-wise FFN: Dense -> activation (-> dropout) -> Dense."""
 
   config: SASRecConfig
 
@@ -170,14 +195,15 @@ class FeedForward(nn.Module):
                  kernel_init=_init(cfg.init_std, ("embed", "mlp")),
                  bias_init=_zeros(("mlp",)))(x)
     h = _ACTIVATIONS[cfg.activation](h)
-    h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
+    if cfg.norm == "pre":  # RecBole's (post-LN) FFN has no inner dropout.
+      h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
     return nn.Dense(cfg.hidden_dim, name="wo",
                     kernel_init=_init(cfg.init_std, ("mlp", "embed")),
                     bias_init=_zeros(("embed",)))(h)
 
 
 class Block(nn.Module):
-  """A pre-LN Transformer block."""
+  """A pre-LN (or, with `norm="post"`, post-LN) Transformer block."""
 
   config: SASRecConfig
 
@@ -185,6 +211,13 @@ class Block(nn.Module):
   def __call__(self, x: Array, bias: Array, deterministic: bool) -> Array:
     cfg = self.config
     drop = nn.Dropout(cfg.dropout_rate)
+    if cfg.norm == "post":
+      h = CausalSelfAttention(cfg, name="attention")(x, bias, deterministic)
+      x = _layer_norm(cfg, "post_attention_norm")(
+          x + drop(h, deterministic=deterministic))
+      h = FeedForward(cfg, name="mlp")(x, deterministic)
+      return _layer_norm(cfg, "post_mlp_norm")(
+          x + drop(h, deterministic=deterministic))
     h = CausalSelfAttention(cfg, name="attention")(
         _layer_norm(cfg, "pre_attention_norm")(x), bias, deterministic)
     x = x + drop(h, deterministic=deterministic)
@@ -211,7 +244,9 @@ class SASRec(nn.Module):
         (cfg.max_length, cfg.hidden_dim), jnp.float32)
     self.blocks = [Block(cfg, name=f"layer_{i}")
                    for i in range(cfg.num_layers)]
-    self.final_norm = _layer_norm(cfg, "final_norm")
+    # Pre-LN normalises the output, post-LN the input embeddings.
+    self.final_norm = _layer_norm(
+        cfg, "final_norm" if cfg.norm == "pre" else "embedding_norm")
     self.dropout = nn.Dropout(cfg.dropout_rate)
 
   def __call__(self, input_items: Array, enable_dropout: bool = False
@@ -236,6 +271,8 @@ class SASRec(nn.Module):
     valid = items >= 0
     x = jnp.take(self.item_embedding, jnp.maximum(items, 0), axis=0)
     x = x + self.position_embedding[cfg.max_length - length:][None]
+    if cfg.norm == "post":
+      x = self.final_norm(x)
     x = self.dropout(x, deterministic=deterministic)
     x = x * valid[..., None]
     causal = jnp.tril(jnp.ones((length, length), bool))
@@ -244,7 +281,7 @@ class SASRec(nn.Module):
     for block in self.blocks:
       x = block(x, bias, deterministic)
       x = x * valid[..., None]
-    return self.final_norm(x)
+    return self.final_norm(x) if cfg.norm == "pre" else x
 
   def logits(self, hidden: Array) -> Array:
     """Scores of every item, `hidden @ item_embedding^T`."""
@@ -293,6 +330,9 @@ class SASRecModel(ItemModel):
               dropout_rng: Array | None) -> tuple[Array, dict[str, Array]]:
     """Next-item loss at every position with a target.
 
+    With `train_positions="last"` only the last column counts (its hidden
+    state alone is scored against the catalog).
+
     Args:
       params: parameters.
       batch: `input_items` and `target_items` (-1 = no loss).
@@ -310,6 +350,8 @@ class SASRecModel(ItemModel):
       dropout_rng, neg_rng = jax.random.split(dropout_rng)
     hidden = self._hidden(params, batch["input_items"], dropout_rng)
     targets = jnp.asarray(batch["target_items"], jnp.int32)
+    if self.config.train_positions == "last":
+      hidden, targets = hidden[:, -1], targets[:, -1]
     variables = {"params": params}
     if self.config.loss == "softmax":
       logits = self.module.apply(variables, hidden,

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 
 from recjax import checkpoints
 from recjax import summaries
@@ -83,6 +84,11 @@ class TrainerConfig:
     patience: stop after this many validations without improvement
       (0 = never stop early).
     async_checkpoints: save checkpoints in the background.
+    max_train_seconds: wall-clock budget of one `train` call (0 = none):
+      once exceeded (checked every `log_period` steps, agreed by all
+      processes), the loop validates, checkpoints and returns early; a
+      later call with the same `model_dir` resumes towards
+      `num_train_steps`. For time-boxed machines.
   """
 
   num_train_steps: int = 1000
@@ -96,10 +102,14 @@ class TrainerConfig:
   best_metric: str | None = "validation/ndcg@10"
   patience: int = 0
   async_checkpoints: bool = True
+  max_train_seconds: float = 0.0
 
   def __post_init__(self):
     if self.num_train_steps < 0 or self.batch_size < 1:
       raise ConfigError("num_train_steps must be >= 0 and batch_size >= 1.")
+    if self.max_train_seconds < 0:
+      raise ConfigError(f"max_train_seconds must be >= 0 (0 = no limit), "
+                        f"got {self.max_train_seconds}.")
     if self.num_microbatches < 1 or self.batch_size % self.num_microbatches:
       raise ConfigError(
           f"num_microbatches={self.num_microbatches} must divide "
@@ -240,13 +250,20 @@ class Trainer:
     best, stale = self._best_so_far() if start else (-np.inf, 0)
     batches = source.batches(start)
     t0, seen, accum = time.time(), 0, {}
+    began = t0
     step = start
     try:
       for step in range(start + 1, cfg.num_train_steps + 1):
         state, metrics = self.train_step(state, next(batches))
         accum = jax.tree.map(jnp.add, accum, metrics) if accum else metrics
         seen += 1
-        if step % cfg.log_period == 0 or step == cfg.num_train_steps:
+        out_of_time = (step % cfg.log_period == 0 and
+                       self._out_of_time(began))
+        if out_of_time:
+          print(f"max_train_seconds={cfg.max_train_seconds:g} reached at "
+                f"step {step}; stopping (rerun to resume).", flush=True)
+        if (step % cfg.log_period == 0 or step == cfg.num_train_steps
+            or out_of_time):
           host = jax.device_get(accum)
           dt = max(time.time() - t0, 1e-9)
           scalars = {
@@ -265,7 +282,7 @@ class Trainer:
           t0, seen, accum = time.time(), 0, {}
         if cfg.checkpoint_period and step % cfg.checkpoint_period == 0:
           self.checkpointer.save(step, state)
-        last = step == cfg.num_train_steps
+        last = step == cfg.num_train_steps or out_of_time
         if evaluate is not None and (
             last or (cfg.eval_period and step % cfg.eval_period == 0)):
           results = {f"validation/{k}": float(v)
@@ -287,6 +304,8 @@ class Trainer:
                            stale)
               print(f"early stopping at step {step}", flush=True)
               break
+        if out_of_time:
+          break
       if step > start:
         self.checkpointer.save(step, state, force=True)
     finally:
@@ -295,6 +314,15 @@ class Trainer:
     if jax.process_index() == 0:
       summaries.plot_curves(self.model_dir)
     return state
+
+  def _out_of_time(self, began: float) -> bool:
+    """Whether the time budget is spent, as process 0 sees it."""
+    if not self.config.max_train_seconds:
+      return False
+    spent = time.time() - began > self.config.max_train_seconds
+    if jax.process_count() > 1:  # every process must stop at one step
+      spent = bool(multihost_utils.broadcast_one_to_all(np.int32(spent)))
+    return spent
 
   def _learning_rate(self, step: int) -> float:
     return float(self.schedule(step))

@@ -1,5 +1,7 @@
 """Tests for recjax.sequential (SASRec)."""
 
+import math
+
 import jax
 import numpy as np
 import optax
@@ -24,9 +26,9 @@ def _model(**kw):
   return sequential.SASRecModel(sequential.SASRecConfig(**cfg))
 
 
-@pytest.fixture(scope="module")
-def model_and_params():
-  model = _model()
+@pytest.fixture(scope="module", params=sequential.NORMS)
+def model_and_params(request):
+  model = _model(norm=request.param)
   params = model.get_initial_variables(
       jax.random.key(0), {"input_items": (2, LEN)})["params"]
   # Larger random weights than the 0.02 init, so that every input matters.
@@ -87,6 +89,82 @@ def test_scores_and_softmax_loss_match_numpy(model_and_params):
   assert float(m["num_tokens"]) == w.sum()
 
 
+def _layer_norm(x, scale, bias, eps):
+  mu = x.mean(-1, keepdims=True)
+  var = ((x - mu) ** 2).mean(-1, keepdims=True)
+  return (x - mu) / np.sqrt(var + eps) * scale + bias
+
+
+def _gelu(x):
+  return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / np.sqrt(2.0)))
+
+
+def test_post_norm_matches_a_numpy_recbole_style_encoder():
+  # RecBole's SASRec: LN(emb + pos) -> [LN(x + Attn(x)), LN(x + FFN(x))]*L,
+  # written here in float64 numpy from the equations, no dropout.
+  model = _model(norm="post", num_heads=2)
+  params = model.get_initial_variables(
+      jax.random.key(7), {"input_items": (1, LEN)})["params"]
+  rng = np.random.default_rng(2)
+  params = jax.tree.map(lambda x: np.asarray(x, np.float64) + 0.3 *
+                        rng.normal(size=x.shape), params)
+  inputs = np.array([[-1, -1, 3, 5, 7, 2]], np.int32)
+  got = _hidden(model, jax.tree.map(lambda x: x.astype(np.float32), params),
+                inputs)[0]
+  eps = model.config.layer_norm_epsilon
+  p = params
+  ln = lambda x, q: _layer_norm(x, q["scale"], q["bias"], eps)
+  valid = inputs[0] >= 0
+  x = p["item_embedding"][np.maximum(inputs[0], 0)] + p["position_embedding"]
+  x = ln(x, p["embedding_norm"]) * valid[:, None]
+  allowed = np.tril(np.ones((LEN, LEN), bool)) & valid[None]
+  for i in range(model.config.num_layers):
+    q = p[f"layer_{i}"]
+    a = q["attention"]
+    heads = [np.einsum("ld,dhk->hlk", x, a[n]["kernel"]) +
+             a[n]["bias"][:, None] for n in ("query", "key", "value")]
+    s_ = np.einsum("hqk,hlk->hql", heads[0], heads[1]) / np.sqrt(8)
+    s_ = np.where(allowed[None], s_, -1e10)
+    w = np.exp(s_ - s_.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    ctx = np.einsum("hql,hlk->qhk", w, heads[2])
+    att = np.einsum("qhk,hkd->qd", ctx, a["out"]["kernel"]) + a["out"]["bias"]
+    x = ln(x + att, q["post_attention_norm"])
+    m = q["mlp"]
+    h = _gelu(x @ m["wi"]["kernel"] + m["wi"]["bias"])
+    x = ln(x + h @ m["wo"]["kernel"] + m["wo"]["bias"], q["post_mlp_norm"])
+    x = x * valid[:, None]
+  assert "final_norm" not in params
+  np.testing.assert_allclose(got[valid], x[valid], rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("loss,num_items", [("softmax", N_ITEMS),
+                                             ("bce", 2)])
+def test_last_position_loss_equals_all_positions_on_prefix_batches(
+    loss, num_items):
+  # Prefix examples have a target in the last column only, so scoring just
+  # that column gives the same loss and metrics as scoring every column.
+  # (With 2 items the BCE negative is the other item, whatever the draw.)
+  kw = dict(loss=loss, num_items=num_items, dropout_rate=0.0,
+            attention_dropout_rate=0.0)
+  all_pos, last = _model(**kw), _model(train_positions="last", **kw)
+  params = all_pos.get_initial_variables(
+      jax.random.key(4), {"input_items": (3, LEN)})["params"]
+  inputs = np.array([[-1, -1, -1, -1, 3, 5], [-1, 1, 2, 3, 4, 5],
+                     [6, 7, 8, 9, 10, 0]], np.int32)
+  inputs = np.where(inputs >= 0, inputs % num_items, -1)
+  targets = np.full((3, LEN), -1, np.int32)
+  targets[:, -1] = np.array([7, 6, 1]) % num_items
+  batch = {"input_items": inputs, "target_items": targets}
+  key = jax.random.key(9) if loss == "bce" else None
+  a = jax.jit(all_pos.loss_fn)(params, batch, key)
+  b = jax.jit(last.loss_fn)(params, batch, key)
+  np.testing.assert_allclose(float(a[0]), float(b[0]), rtol=1e-5)
+  for k in ("cross_ent_loss", "accuracy", "num_tokens"):
+    np.testing.assert_allclose(float(a[1][k]), float(b[1][k]), rtol=1e-5)
+  assert float(b[1]["num_tokens"]) == 3.0
+
+
 def test_bce_loss_with_two_items_uses_the_other_item_as_negative():
   model = _model(num_items=2, loss="bce", dropout_rate=0.0,
                  attention_dropout_rate=0.0)
@@ -138,6 +216,10 @@ def test_bad_configs_and_inputs_fail_clearly(model_and_params):
     sequential.SASRecConfig(hidden_dim=16, num_heads=3)
   with pytest.raises(ConfigError, match="'focal'"):
     sequential.SASRecConfig(loss="focal")
+  with pytest.raises(ConfigError, match="norm='mid'"):
+    sequential.SASRecConfig(norm="mid")
+  with pytest.raises(ConfigError, match="train_positions='first'"):
+    sequential.SASRecConfig(train_positions="first")
   with pytest.raises(ConfigError, match="make_sasrec"):
     sequential.SASRecModel(sequential.SASRecConfig())
   model, params = model_and_params

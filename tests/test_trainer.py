@@ -146,9 +146,35 @@ def test_early_stopping_and_best_checkpoint(tmp_path):
   assert tr.checkpointer.best_step() == 10
 
 
+def test_time_budget_stops_validates_and_resumes_bit_exact(tmp_path):
+  data = _data()
+  ref = _trainer(tmp_path / "full", 12, model=_model(dropout=0.1)).train(
+      _Source(data, 16))
+  # A budget already spent at the first check (step 5, the log period):
+  # the loop validates, checkpoints step 5 and returns.
+  evaluated = []
+  boxed = _trainer(tmp_path / "boxed", 12, model=_model(dropout=0.1),
+                   max_train_seconds=1e-9)
+  state = boxed.train(_Source(data, 16),
+                      lambda params: evaluated.append(1) or {"score": 1.0})
+  assert int(state.step) == 5 and evaluated == [1]
+  assert boxed.checkpointer.latest_step() == 5
+  rows = [json.loads(line) for line in open(tmp_path / "boxed" /
+                                            "history.jsonl")]
+  assert [r["step"] for r in rows] == [5, 5]  # train summary + validation
+  # Without the budget the same model_dir resumes to the end, bit exact.
+  out = _trainer(tmp_path / "boxed", 12, model=_model(dropout=0.1)).train(
+      _Source(data, 16))
+  assert int(out.step) == 12
+  for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(out.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_bad_config():
   with pytest.raises(ConfigError, match="must divide batch_size"):
     trainer_lib.TrainerConfig(batch_size=10, num_microbatches=3)
+  with pytest.raises(ConfigError, match="max_train_seconds must be >= 0"):
+    trainer_lib.TrainerConfig(max_train_seconds=-1)
 
 
 def test_schedules():
