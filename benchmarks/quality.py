@@ -11,10 +11,13 @@ the test split under both history policies:
   the candidates — inside constrained decoding for generative models (a
   per-user exclusion set in the beam), from the score matrix otherwise.
 
-Methods: `popularity`, `sasrec`, `tiger`, `letter_tiger` (LETTER tokenizer
-with SASRec CF embeddings of the same seed), `tiger_calrec` (TIGER + CALRec
-contrastive alignment), `learn` (LEARN dual encoder on frozen MiniLM item
-embeddings), `lite` (LITE-LLM4Rec, frozen MiniLM item encoder).
+Methods: `popularity`, `sasrec` (original SASRec: pre-LN, loss at every
+position), `sasrec_recbole` (RecBole's SASRec recipe: post-LN, every
+prefix, batch 2048, validation each epoch), `tiger`, `letter_tiger`
+(LETTER tokenizer with SASRec CF embeddings of the same seed),
+`tiger_calrec` (TIGER + CALRec contrastive alignment), `learn` (LEARN dual
+encoder on frozen MiniLM item embeddings), `lite` (LITE-LLM4Rec, frozen
+MiniLM item encoder).
 
 Every run lives in `<cache>/<dataset>/<method>/seed<k>/`, checkpoints,
 resumes, and is skipped when its `result.json` exists, so an interrupted
@@ -54,8 +57,8 @@ from recjax import quickstart  # noqa: E402
 from recjax.datasets import stage as dataset_stage  # noqa: E402
 
 FOLDERS = {"Office": "amazon-office", "Beauty": "amazon-beauty"}
-METHODS = ("popularity", "sasrec", "tiger", "letter_tiger", "tiger_calrec",
-           "learn", "lite")
+METHODS = ("popularity", "sasrec", "sasrec_recbole", "tiger", "letter_tiger",
+           "tiger_calrec", "learn", "lite")
 GENERATIVE = ("tiger", "letter_tiger", "tiger_calrec")
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 # Published anchors (test, all items): TIGER on Beauty (Rajput et al.);
@@ -64,6 +67,8 @@ ANCHORS = {
     ("Beauty", "tiger"): ("TIGER paper", (0.0454, 0.0321, 0.0648, 0.0384)),
     ("Office", "sasrec"): ("RecBole 1.2.1 SASRec",
                            (0.0667, 0.0385, 0.1050, 0.0509)),
+    ("Office", "sasrec_recbole"): ("RecBole 1.2.1 SASRec",
+                                   (0.0667, 0.0385, 0.1050, 0.0509)),
 }
 
 # Semantic IDs of the generative models: TIGER's 3 x 256 RQ-VAE codes plus a
@@ -94,15 +99,23 @@ EXPERIMENTS = {
 }
 
 # Item-level models: gin model file per method.
-ITEM_MODELS = {"sasrec": "models/sasrec.gin", "learn": "models/learn.gin",
-               "lite": "models/lite.gin"}
+ITEM_MODELS = {"sasrec": "models/sasrec.gin",
+               "sasrec_recbole": "models/sasrec.gin",
+               "learn": "models/learn.gin", "lite": "models/lite.gin"}
 # (max steps, validation period, patience): early stopping on validation
 # NDCG@10 ends most runs before the step budget. LEARN's all-position
 # in-batch softmax (5,120 x 5,120 logits per step) and LITE cost 2-3x a
 # SASRec step, so their CPU budgets are shorter.
-ITEM_SCHEDULES = {"sasrec": (4000, 100, 10), "learn": (500, 100, 3),
-                  "lite": (600, 100, 3)}
-ITEM_BINDINGS: dict[str, tuple[str, ...]] = {}
+# `sasrec_recbole` is RecBole's recipe: validation every epoch (-1),
+# patience 10 epochs, up to 300 epochs of Office.
+ITEM_SCHEDULES = {"sasrec": (4000, 100, 10), "sasrec_recbole": (5400, -1, 10),
+                  "learn": (500, 100, 3), "lite": (600, 100, 3)}
+ITEM_BINDINGS: dict[str, tuple[str, ...]] = {
+    "sasrec_recbole": ("recjax.sequential.SASRecConfig.norm = 'post'",
+                       "recjax.sequential.SASRecConfig.train_positions = "
+                       "'last'",
+                       "TRAIN_MODE = 'prefixes'", "BATCH_SIZE = 2048"),
+}
 
 
 def _category(folder: pathlib.Path) -> str:
@@ -281,7 +294,7 @@ class Bench:
       res = self.popularity(ds)
     elif method in ITEM_MODELS:
       # SASRec learns its own item embeddings: no text embeddings needed.
-      emb = None if method == "sasrec" else self.embeddings(name)
+      emb = None if method.startswith("sasrec") else self.embeddings(name)
       res = self.item_model(name, folder, method, seed, emb, run)
     elif method in GENERATIVE:
       if self.schedule == "device":

@@ -8,7 +8,8 @@
 Loads a dataset and its leave-one-out splits (`recjax.item_sequences`),
 optionally frozen item text embeddings (`embeddings_dir`, an embed-stage
 directory), builds the model with `model_fn(dataset, item_embeddings)`,
-trains it with periodic full-ranking validation, the best checkpoint by
+trains it with periodic full-ranking validation (`EVAL_PERIOD = -1`: once
+per epoch, RecBole's rhythm), the best checkpoint by
 `TrainerConfig.best_metric` and early stopping (`TrainerConfig.patience`),
 then restores the best parameters and evaluates the test split under both
 history policies. `model_dir/metrics.json` gets `test/<metric>` (ranking
@@ -47,6 +48,8 @@ from recjax.optimizers import OptimizerConfig
 from recjax.sequential import make_sasrec
 
 METRICS_FILE = "metrics.json"
+# An `eval_period` / `checkpoint_period` of -1 means once per epoch.
+EVERY_EPOCH = -1
 EMBEDDINGS_EXPORT = "item_embeddings.npy"
 
 ModelFn = Callable[[CanonicalDataset, np.ndarray | None], ItemModel]
@@ -93,6 +96,20 @@ def _model_meta(model: ItemModel, dataset: CanonicalDataset,
                          "num_items": dataset.num_items,
                          "fingerprint": dataset.fingerprint(),
                          "max_length": data.max_length}}
+
+
+def _resolve_epoch_periods(config: trainer_lib.TrainerConfig,
+                           batches_per_epoch: int
+                           ) -> trainer_lib.TrainerConfig:
+  """Replaces `EVERY_EPOCH` periods by the number of batches per epoch."""
+  changes = {name: batches_per_epoch
+             for name in ("eval_period", "checkpoint_period")
+             if getattr(config, name) == EVERY_EPOCH}
+  for name in ("eval_period", "checkpoint_period"):
+    if getattr(config, name) < 0 and name not in changes:
+      raise ConfigError(f"TrainerConfig.{name}={getattr(config, name)}: use "
+                        f">= 0 steps or {EVERY_EPOCH} (every epoch).")
+  return dataclasses.replace(config, **changes) if changes else config
 
 
 def train_items(model_dir: str,
@@ -152,6 +169,7 @@ def train_items(model_dir: str,
         f"ItemDataConfig.max_length={data.max_length} exceeds the model's "
         f"max_length={model_len}; bind both to %MAX_LENGTH.")
   source = item_data.train_batches(trainer_config.batch_size)
+  trainer_config = _resolve_epoch_periods(trainer_config, source.num_batches)
   print(f"train_items: {ds.name}: {ds.num_users:,} users, "
         f"{ds.num_items:,} items; {source.num_examples:,} "
         f"{data.train_mode} examples, {source.num_batches:,} batches/epoch "

@@ -119,7 +119,8 @@ def test_device_run_without_tensorflow_matches_the_task_run(tiny, tmp_path):
   bindings = [f"MIXTURE_OR_TASK_NAME = '{TASK}'", f"MODEL_DIR = '{model_dir}'",
               "SEED = 0", f"TRAIN_STEPS = {STEPS}",
               f"EVAL_PERIOD = {STEPS // EVALS}",
-              f"recjax.trainer.TrainerConfig.log_period = {max(STEPS // 50, 1)}"]
+              "recjax.trainer.TrainerConfig.log_period = "
+              f"{max(STEPS // 50, 1)}"]
   try:
     for files, entry in ((["runs/train.gin", str(experiment)],
                           "recjax.train.train"),

@@ -93,6 +93,28 @@ def test_train_evaluate_resume_and_reproduce(gin_file, tmp_path):
       np.load(tmp_path / "b" / "item_embeddings.npy"), emb)
 
 
+def test_recbole_recipe_validates_every_epoch(gin_file, tmp_path):
+  # Post-LN, prefixes scored at the last column, EVAL_PERIOD = -1: one
+  # validation per epoch (60 users' prefixes in batches of 64).
+  recbole = {"recjax.sequential.SASRecConfig.norm": "post",
+             "recjax.sequential.SASRecConfig.train_positions": "last"}
+  out = _run(gin_file, tmp_path / "p", EVAL_PERIOD=-1, TRAIN_MODE="prefixes",
+             BATCH_SIZE=64, TRAIN_STEPS=25, **recbole)
+  per_epoch = int(out["num_train_examples"]) // 64
+  assert 5 <= per_epoch <= 12
+  history = [json.loads(line) for line in
+             (tmp_path / "p" / "history.jsonl").read_text().splitlines()]
+  steps = [r["step"] for r in history if "validation/ndcg@10" in r]
+  want = list(range(per_epoch, 26, per_epoch))
+  assert steps == (want if want[-1] == 25 else want + [25])
+  assert sorted(int(p.name) for p in (tmp_path / "p" / "checkpoints")
+                .iterdir() if p.name.isdigit())[-1] == 25
+  with pytest.raises(ConfigError, match="eval_period=-2"):
+    train_items_lib.train_items(
+        str(tmp_path / "m"), data=DATA,
+        trainer_config=TrainerConfig(batch_size=16, eval_period=-2))
+
+
 def _embed_dir(root: pathlib.Path, rows: int) -> pathlib.Path:
   out = root / f"emb{rows}"
   out.mkdir()
