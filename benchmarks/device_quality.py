@@ -94,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                       str(REPO / "runs" / "device_quality"))
   args = parser.parse_args(argv)
 
+  out = pathlib.Path(args.out).resolve()  # before the chdir below
   work = pathlib.Path(args.work or tempfile.mkdtemp(prefix="recjax_dev_"))
+  work = work.resolve()
   root = work / "bundle"
   t0 = time.time()
   info = bundles.unpack_bundle(args.bundle, root)
@@ -147,7 +149,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   for prefix in ("test", "test_excl"):
     for m in METRICS:
       row[f"{prefix}/{m}"] = float(results.get(f"{prefix}/{m}", "nan"))
-  out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   for name in RESULT_FILES:
     if (run / name).is_file():

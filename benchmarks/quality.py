@@ -112,6 +112,7 @@ ITEM_SCHEDULES = {"sasrec": (4000, 100, 10), "sasrec_recbole": (5400, -1, 10),
                   "learn": (500, 100, 3), "lite": (600, 100, 3)}
 ITEM_BINDINGS: dict[str, tuple[str, ...]] = {
     "sasrec_recbole": ("recjax.sequential.SASRecConfig.norm = 'post'",
+                       "recjax.sequential.SASRecConfig.positions = 'first'",
                        "recjax.sequential.SASRecConfig.train_positions = "
                        "'last'",
                        "TRAIN_MODE = 'prefixes'", "BATCH_SIZE = 2048"),

@@ -8,13 +8,16 @@ A run's `model_dir` holds
 Each checkpoint stores the train state (Orbax `StandardSave`) and a JSON
 `meta` item: the step, the model description and the vocabulary
 fingerprint. Restoring compares `meta` with the current run and refuses a
-checkpoint written by another model or vocabulary, naming what differs.
+checkpoint written by another model or vocabulary, naming what differs (a
+config field added since the checkpoint was written is accepted at its
+default value).
 Orbax writes into a temporary directory and renames it when complete, so a
 run killed mid-save leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -33,10 +36,53 @@ class CheckpointError(RecjaxError, RuntimeError):
   """A checkpoint is corrupt or belongs to another model or vocabulary."""
 
 
+# `meta[DEFAULTS_KEY]` mirrors parts of `meta` with each field's default
+# value; it is never saved, only used to read older checkpoints.
+DEFAULTS_KEY = "defaults"
+_MISSING = object()
+
+
+def config_defaults(config: Any) -> dict[str, Any] | None:
+  """The default value of every field of a config dataclass, as JSON.
+
+  Args:
+    config: a dataclass instance whose class constructs without arguments.
+
+  Returns:
+    `{field: default}` (JSON-normalised like `meta`), or None when the
+    class needs arguments.
+  """
+  try:
+    fresh = type(config)()
+  except (TypeError, ValueError, RecjaxError):
+    return None
+  return json.loads(json.dumps(dataclasses.asdict(fresh), default=str))
+
+
+def _compatible(saved: Any, current: Any, defaults: Any) -> bool:
+  """`saved == current`, except that a field the checkpoint lacks (added to
+  a config since it was written) matches when the run keeps its default."""
+  if not (isinstance(saved, dict) and isinstance(current, dict)):
+    return saved == current
+  if set(saved) - set(current):
+    return False
+  defaults = defaults if isinstance(defaults, dict) else {}
+  for key, value in current.items():
+    default = defaults.get(key, _MISSING)
+    if key not in saved:
+      if default is _MISSING or default != value:
+        return False
+    elif not _compatible(saved[key], value, default):
+      return False
+  return True
+
+
 def _compare(saved: dict[str, Any], current: dict[str, Any],
-             where: str) -> None:
+             where: str, defaults: dict[str, Any] | None = None) -> None:
+  defaults = defaults or {}
   for key in ("model", "vocabulary"):
-    if key in current and key in saved and saved[key] != current[key]:
+    if key in current and key in saved and not _compatible(
+        saved[key], current[key], defaults.get(key)):
       s = json.dumps(saved[key], sort_keys=True)
       c = json.dumps(current[key], sort_keys=True)
       raise CheckpointError(
@@ -60,7 +106,10 @@ class Checkpointer:
 
     Args:
       model_dir: the run directory.
-      meta: JSON-serialisable model/vocabulary description.
+      meta: JSON-serialisable model/vocabulary description; an optional
+        `meta["defaults"]` mirrors it with the default of each config field,
+        so checkpoints written before a field existed still restore when
+        the run leaves that field at its default.
       keep: number of periodic checkpoints to keep.
       best_metric: metric name for the best checkpoint; None disables it.
       best_mode: 'max' or 'min'.
@@ -68,6 +117,7 @@ class Checkpointer:
     """
     self.model_dir = pathlib.Path(model_dir).absolute()
     self.meta = json.loads(json.dumps(meta, default=str))
+    self.defaults = self.meta.pop(DEFAULTS_KEY, {})
     self.best_metric = best_metric
     item_names = ("state", "meta")
     self._latest = ocp.CheckpointManager(
@@ -148,7 +198,7 @@ class Checkpointer:
       raise CheckpointError(
           f"{where} is corrupt or unreadable ({type(e).__name__}: {e}). "
           "Delete that step directory to resume from an earlier one.") from e
-    _compare(meta, self.meta, where)
+    _compare(meta, self.meta, where, self.defaults)
     try:
       restored = manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state)))
@@ -191,7 +241,7 @@ class Checkpointer:
       raise CheckpointError(
           f"{where} is corrupt or unreadable ({type(e).__name__}: "
           f"{str(e)[:300]}). Delete that step directory or retrain.") from e
-    _compare(restored.meta, self.meta, where)
+    _compare(restored.meta, self.meta, where, self.defaults)
     return restored.state["params"], int(step)
 
   def wait(self) -> None:

@@ -30,6 +30,7 @@ import gin
 import jax
 import numpy as np
 
+from recjax import checkpoints
 from recjax import gin_utils
 from recjax import models
 from recjax import network
@@ -198,14 +199,20 @@ def make_encoder_decoder(layout: SemanticIdLayout,
 def model_meta(model: models.BaseModel, ids: SemanticIds) -> dict[str, Any]:
   """The model/vocabulary description stored with checkpoints."""
   desc: dict[str, Any] = {"class": type(model).__name__}
+  meta: dict[str, Any] = {}
   module = getattr(model, "module", None)
   if module is not None and dataclasses.is_dataclass(module.config):
     cfg = dataclasses.asdict(module.config)
     cfg["dtype"] = str(cfg.get("dtype"))
     desc["network"] = cfg
-  return {"model": desc,
-          "vocabulary": {**ids.layout.describe(),
-                         "fingerprint": ids.fingerprint}}
+    defaults = checkpoints.config_defaults(module.config)
+    if defaults is not None:
+      defaults["dtype"] = str(defaults.get("dtype"))
+      meta[checkpoints.DEFAULTS_KEY] = {"model": {"network": defaults}}
+  meta.update({"model": desc,
+               "vocabulary": {**ids.layout.describe(),
+                              "fingerprint": ids.fingerprint}})
+  return meta
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:

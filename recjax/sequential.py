@@ -17,9 +17,10 @@ or, with `norm="post"` (the BERT-style encoder of RecBole's SASRec):
 
 Inputs follow `recjax.item_models` (right-aligned, -1 padded); positions
 are column slots, so the most recent item always has the last position (as
-in the original implementation, which also left-pads). Padding columns are
-zeroed and never attended to, so the output at a real position depends on
-the real items up to it only.
+in the original implementation, which also left-pads), or, with
+`positions="first"`, count from each history's first item (RecBole).
+Padding columns are zeroed and never attended to, so the output at a real
+position depends on the real items up to it only.
 
 Defaults follow RecBole's SASRec, the usual comparison point on the Amazon
 datasets of TIGER and LETTER: hidden 64, 2 layers, 2 heads, FFN 256, GELU,
@@ -60,6 +61,7 @@ PyTree = Any
 
 LOSSES = ("softmax", "bce")
 NORMS = ("pre", "post")
+POSITIONS = ("recent", "first")
 TRAIN_POSITIONS = ("all", "last")
 _ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "gelu": functools.partial(jax.nn.gelu, approximate=False),
@@ -89,6 +91,10 @@ class SASRecConfig:
     norm: 'pre' (LayerNorm before each sub-block and at the output, the
       original SASRec) or 'post' (LayerNorm after each residual sum and on
       the input embeddings, RecBole's SASRec).
+    positions: which position-embedding row each column gets: 'recent'
+      (the last column is always the last row, as the original SASRec's
+      left padding does) or 'first' (a history's first item gets row 0,
+      as RecBole's right padding does).
     train_positions: 'all' (a loss at every column with a target, for
       `train_mode="sequences"`) or 'last' (only the last column: the same
       loss for `train_mode="prefixes"`, whose other columns have no target,
@@ -108,6 +114,7 @@ class SASRecConfig:
   init_std: float = 0.02
   loss: str = "softmax"
   norm: str = "pre"
+  positions: str = "recent"
   train_positions: str = "all"
 
   def __post_init__(self):
@@ -132,6 +139,9 @@ class SASRecConfig:
     if self.norm not in NORMS:
       raise ConfigError(f"SASRecConfig.norm={self.norm!r}; use one of "
                         f"{NORMS}.")
+    if self.positions not in POSITIONS:
+      raise ConfigError(f"SASRecConfig.positions={self.positions!r}; use "
+                        f"one of {POSITIONS}.")
     if self.train_positions not in TRAIN_POSITIONS:
       raise ConfigError(f"SASRecConfig.train_positions="
                         f"{self.train_positions!r}; use one of "
@@ -270,7 +280,12 @@ class SASRec(nn.Module):
     items = jnp.asarray(input_items, jnp.int32)
     valid = items >= 0
     x = jnp.take(self.item_embedding, jnp.maximum(items, 0), axis=0)
-    x = x + self.position_embedding[cfg.max_length - length:][None]
+    if cfg.positions == "recent":
+      x = x + self.position_embedding[cfg.max_length - length:][None]
+    else:  # rows count from each history's first (left-most real) item
+      num_pad = jnp.sum(~valid, axis=-1, keepdims=True)
+      rows = jnp.maximum(jnp.arange(length)[None] - num_pad, 0)
+      x = x + jnp.take(self.position_embedding, rows, axis=0)
     if cfg.norm == "post":
       x = self.final_norm(x)
     x = self.dropout(x, deterministic=deterministic)

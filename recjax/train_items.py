@@ -33,6 +33,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from recjax import checkpoints
 from recjax import embed
 from recjax import item_sequences
 from recjax import partitioning
@@ -86,12 +87,16 @@ def _model_meta(model: ItemModel, dataset: CanonicalDataset,
                 item_embeddings: np.ndarray | None) -> dict[str, Any]:
   """What a checkpoint must match: the network and the catalog."""
   desc: dict[str, Any] = {"class": type(model).__name__}
+  meta: dict[str, Any] = {}
   config = getattr(model, "config", None)
   if dataclasses.is_dataclass(config):
     desc["network"] = dataclasses.asdict(config)
+    defaults = checkpoints.config_defaults(config)
+    if defaults is not None:
+      meta[checkpoints.DEFAULTS_KEY] = {"model": {"network": defaults}}
   if item_embeddings is not None:
     desc["item_embeddings"] = embed.array_checksum(item_embeddings)
-  return {"model": desc,
+  return {**meta, "model": desc,
           "vocabulary": {"dataset": dataset.name,
                          "num_items": dataset.num_items,
                          "fingerprint": dataset.fingerprint(),

@@ -26,9 +26,11 @@ def _model(**kw):
   return sequential.SASRecModel(sequential.SASRecConfig(**cfg))
 
 
-@pytest.fixture(scope="module", params=sequential.NORMS)
+@pytest.fixture(scope="module", params=[("pre", "recent"),
+                                        ("post", "first")])
 def model_and_params(request):
-  model = _model(norm=request.param)
+  norm, positions = request.param  # the original SASRec and RecBole's
+  model = _model(norm=norm, positions=positions)
   params = model.get_initial_variables(
       jax.random.key(0), {"input_items": (2, LEN)})["params"]
   # Larger random weights than the 0.02 init, so that every input matters.
@@ -99,10 +101,12 @@ def _gelu(x):
   return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / np.sqrt(2.0)))
 
 
-def test_post_norm_matches_a_numpy_recbole_style_encoder():
+@pytest.mark.parametrize("positions", sequential.POSITIONS)
+def test_post_norm_matches_a_numpy_recbole_style_encoder(positions):
   # RecBole's SASRec: LN(emb + pos) -> [LN(x + Attn(x)), LN(x + FFN(x))]*L,
-  # written here in float64 numpy from the equations, no dropout.
-  model = _model(norm="post", num_heads=2)
+  # written here in float64 numpy from the equations, no dropout; RecBole
+  # numbers positions from the first item ("first").
+  model = _model(norm="post", num_heads=2, positions=positions)
   params = model.get_initial_variables(
       jax.random.key(7), {"input_items": (1, LEN)})["params"]
   rng = np.random.default_rng(2)
@@ -115,7 +119,10 @@ def test_post_norm_matches_a_numpy_recbole_style_encoder():
   p = params
   ln = lambda x, q: _layer_norm(x, q["scale"], q["bias"], eps)
   valid = inputs[0] >= 0
-  x = p["item_embedding"][np.maximum(inputs[0], 0)] + p["position_embedding"]
+  pos = np.arange(LEN) - (LEN - valid.sum()) if positions == "first" else \
+      np.arange(LEN)
+  x = (p["item_embedding"][np.maximum(inputs[0], 0)] +
+       p["position_embedding"][np.maximum(pos, 0)])
   x = ln(x, p["embedding_norm"]) * valid[:, None]
   allowed = np.tril(np.ones((LEN, LEN), bool)) & valid[None]
   for i in range(model.config.num_layers):
@@ -216,6 +223,8 @@ def test_bad_configs_and_inputs_fail_clearly(model_and_params):
     sequential.SASRecConfig(hidden_dim=16, num_heads=3)
   with pytest.raises(ConfigError, match="'focal'"):
     sequential.SASRecConfig(loss="focal")
+  with pytest.raises(ConfigError, match="positions='last'"):
+    sequential.SASRecConfig(positions="last")
   with pytest.raises(ConfigError, match="norm='mid'"):
     sequential.SASRecConfig(norm="mid")
   with pytest.raises(ConfigError, match="train_positions='first'"):

@@ -1,0 +1,114 @@
+"""Tests for recjax.checkpoints (Orbax periodic / best checkpoints)."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from recjax import checkpoints
+
+
+@dataclasses.dataclass(frozen=True)
+class _OldConfig:
+  width: int = 8
+  depth: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class _NewConfig:  # _OldConfig plus a field added in a later release
+  width: int = 8
+  depth: int = 2
+  norm: str = "pre"
+
+
+def _meta(config):
+  meta = {"model": {"class": "M", "network": dataclasses.asdict(config)},
+          "vocabulary": {"fingerprint": "abc"}}
+  defaults = checkpoints.config_defaults(config)
+  if defaults is not None:
+    meta[checkpoints.DEFAULTS_KEY] = {"model": {"network": defaults}}
+  return meta
+
+
+def _state(seed=0):
+  rng = np.random.default_rng(seed)
+  return {"step": jnp.asarray(3, jnp.int32),
+          "params": {"w": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
+                     "b": jnp.zeros((3,), jnp.float32)}}
+
+
+def _save(path, meta, state, step=3):
+  ckpt = checkpoints.Checkpointer(path, meta, best_metric="score",
+                                  async_save=False)
+  ckpt.save(step, state)
+  ckpt.save_best(step, state, {"score": 0.5})
+  ckpt.close()
+
+
+def test_save_restore_roundtrip_and_best(tmp_path):
+  state = _state()
+  _save(tmp_path, _meta(_OldConfig()), state)
+  ckpt = checkpoints.Checkpointer(tmp_path, _meta(_OldConfig()),
+                                  best_metric="score")
+  assert ckpt.latest_step() == 3 and ckpt.best_step() == 3
+  restored, step = ckpt.restore(checkpoints.abstract_like(state))
+  assert step == 3
+  for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  params, step = ckpt.restore_params(best=True)
+  np.testing.assert_array_equal(np.asarray(params["w"]),
+                                np.asarray(state["params"]["w"]))
+  ckpt.close()
+
+
+def test_fields_added_since_the_checkpoint_restore_at_their_default(tmp_path):
+  _save(tmp_path, _meta(_OldConfig()), _state())
+  # A newer config with the new field at its default reads the old run.
+  params, _ = checkpoints.Checkpointer(
+      tmp_path, _meta(_NewConfig())).restore_params()
+  assert set(params) == {"w", "b"}
+  # ... but not with the new field changed: that is another model.
+  with pytest.raises(checkpoints.CheckpointError,
+                     match="(?s)different model.*\"norm\": \"post\""):
+    checkpoints.Checkpointer(
+        tmp_path, _meta(_NewConfig(norm="post"))).restore_params()
+  # Nor an existing field changed, nor a field the run no longer has.
+  with pytest.raises(checkpoints.CheckpointError, match="different model"):
+    checkpoints.Checkpointer(
+        tmp_path, _meta(_NewConfig(width=16))).restore_params()
+  _save(tmp_path / "new", _meta(_NewConfig()), _state())
+  with pytest.raises(checkpoints.CheckpointError, match="different model"):
+    checkpoints.Checkpointer(
+        tmp_path / "new", _meta(_OldConfig())).restore_params()
+
+
+def test_defaults_are_not_saved_and_other_vocabularies_are_refused(tmp_path):
+  meta = _meta(_NewConfig())
+  _save(tmp_path, meta, _state())
+  other = dict(meta, vocabulary={"fingerprint": "xyz"})
+  with pytest.raises(checkpoints.CheckpointError,
+                     match="(?s)different vocabulary.*abc.*xyz"):
+    checkpoints.Checkpointer(tmp_path, other).restore_params()
+  ckpt = checkpoints.Checkpointer(tmp_path, meta)
+  assert checkpoints.DEFAULTS_KEY not in ckpt.meta
+  saved = next((tmp_path / "checkpoints" / "3" / "meta").glob("*metadata*"))
+  assert checkpoints.DEFAULTS_KEY not in saved.read_text()
+  ckpt.close()
+
+
+def test_config_defaults_of_a_class_that_needs_arguments():
+  @dataclasses.dataclass
+  class NeedsArg:
+    x: int
+
+  assert checkpoints.config_defaults(NeedsArg(1)) is None
+  assert checkpoints.config_defaults(_NewConfig(width=3)) == {
+      "width": 8, "depth": 2, "norm": "pre"}
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+  with pytest.raises(checkpoints.CheckpointError, match="no periodic "
+                     "checkpoint.*train first"):
+    checkpoints.Checkpointer(tmp_path, {}).restore_params()
