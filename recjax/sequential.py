@@ -130,22 +130,13 @@ class SASRecConfig:
       if not 0.0 <= getattr(self, name) < 1.0:
         raise ConfigError(f"SASRecConfig.{name} must be in [0, 1), got "
                           f"{getattr(self, name)}.")
-    if self.activation not in _ACTIVATIONS:
-      raise ConfigError(f"SASRecConfig.activation={self.activation!r}; use "
-                        f"one of {sorted(_ACTIVATIONS)}.")
-    if self.loss not in LOSSES:
-      raise ConfigError(f"SASRecConfig.loss={self.loss!r}; use one of "
-                        f"{LOSSES}.")
-    if self.norm not in NORMS:
-      raise ConfigError(f"SASRecConfig.norm={self.norm!r}; use one of "
-                        f"{NORMS}.")
-    if self.positions not in POSITIONS:
-      raise ConfigError(f"SASRecConfig.positions={self.positions!r}; use "
-                        f"one of {POSITIONS}.")
-    if self.train_positions not in TRAIN_POSITIONS:
-      raise ConfigError(f"SASRecConfig.train_positions="
-                        f"{self.train_positions!r}; use one of "
-                        f"{TRAIN_POSITIONS}.")
+    choices = (("activation", tuple(sorted(_ACTIVATIONS))),
+               ("loss", LOSSES), ("norm", NORMS), ("positions", POSITIONS),
+               ("train_positions", TRAIN_POSITIONS))
+    for name, allowed in choices:
+      if getattr(self, name) not in allowed:
+        raise ConfigError(f"SASRecConfig.{name}={getattr(self, name)!r}; "
+                          f"use one of {allowed}.")
 
 
 def _init(std: float, names: tuple[str, ...]) -> Callable[..., Array]:

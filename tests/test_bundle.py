@@ -17,6 +17,7 @@ import textwrap
 import gin
 import numpy as np
 import pytest
+import tiny_semantic_ids
 
 import tasks
 from recjax import bundles
@@ -45,15 +46,8 @@ _BLOCK_TF = textwrap.dedent("""
 def tiny(tmp_path_factory):
   """Registers the tiny task; returns (root, bundle path, experiment)."""
   root = tmp_path_factory.mktemp("bundle")
-  sem = root / "semantic_ids"
-  sem.mkdir()
-  rng = np.random.default_rng(0)
-  combos = np.stack(np.meshgrid(*[np.arange(s) for s in SIZES],
-                                indexing="ij"), -1).reshape(-1, 3)
-  codes = combos[rng.permutation(len(combos))[:60]].astype(np.int32)
-  np.save(sem / "codes.npy", codes)
-  (sem / "manifest.json").write_text(json.dumps(
-      {"layout": {"codebook_sizes": list(SIZES), "num_user_buckets": 10}}))
+  sem = tiny_semantic_ids.write_random_codes(root / "semantic_ids", SIZES,
+                                             60, num_user_buckets=10)
   tasks.register_tiger_task(TASK, "recjax_synthetic/tiny", str(sem),
                             data_dir=str(root / "tfds"), max_history=5,
                             num_user_buckets=10)

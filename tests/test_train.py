@@ -16,6 +16,7 @@ import time
 import gin
 import numpy as np
 import pytest
+import tiny_semantic_ids
 
 from recjax import checkpoints
 from recjax import gin_utils
@@ -27,15 +28,8 @@ SIZES = (4, 4, 4)
 
 def _write_task(root: pathlib.Path, name: str) -> pathlib.Path:
   """Codes, a task-registering module and a gin file; returns the gin."""
-  sem = root / "semantic_ids"
-  sem.mkdir(parents=True, exist_ok=True)
-  rng = np.random.default_rng(0)
-  combos = np.stack(np.meshgrid(*[np.arange(s) for s in SIZES],
-                                indexing="ij"), -1).reshape(-1, 3)
-  codes = combos[rng.permutation(len(combos))[:60]].astype(np.int32)
-  np.save(sem / "codes.npy", codes)
-  (sem / "manifest.json").write_text(json.dumps(
-      {"layout": {"codebook_sizes": list(SIZES), "num_user_buckets": 10}}))
+  sem = tiny_semantic_ids.write_random_codes(root / "semantic_ids", SIZES,
+                                             60, num_user_buckets=10)
   (root / f"{name}_module.py").write_text(textwrap.dedent(f"""
       import tasks
       tasks.register_tiger_task(
