@@ -85,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--eval_share", type=float, default=0.25,
                       help="share of --seconds kept for validations when "
                       "--steps is auto")
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--seed", type=int, default=None,
+                      help="training seed (default: the bundle's seed)")
   parser.add_argument("--gin", action="append", default=[],
                       help="extra gin binding (repeatable)")
   parser.add_argument("--work", default=None,
@@ -110,9 +111,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     experiment = str(pathlib.Path(experiment).resolve())
   os.chdir(root)  # bundle.gin's paths are relative to the bundle
   train_files = ["runs/train.gin", experiment, bundles.GIN_FILE]
-  common = [f"SEED = {args.seed}"] + list(args.gin)
+  extra = info.get("extra", {})
+  seed = args.seed if args.seed is not None else int(extra.get("seed", 0))
+  common = [f"SEED = {seed}"] + list(args.gin)
 
   import jax  # pylint: disable=g-import-not-at-top
+  # The calibration run's programs are reused by the real run.
+  jax.config.update("jax_compilation_cache_dir", str(work / "jax_cache"))
   print(f"devices: {jax.devices()}", flush=True)
   steps = args.steps
   if steps == "auto":
@@ -139,11 +144,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   results = _run("recjax.eval.evaluate",
                  ["runs/eval.gin", experiment, bundles.GIN_FILE],
                  common + [f"MODEL_DIR = '{run}'"])
-  extra = info.get("extra", {})
   row: dict[str, Any] = {
       "dataset": extra.get("dataset", info["task"]),
       "method": extra.get("method", "generative"),
-      "seed": args.seed, "schedule": f"device-{steps}",
+      "seed": seed, "schedule": f"device-{steps}",
       "train_seconds": train_seconds, "device": str(jax.devices()[0]),
       "best_step": results.get("step")}
   for prefix in ("test", "test_excl"):
