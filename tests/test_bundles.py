@@ -51,19 +51,15 @@ def test_unpack_rejects_other_files_and_versions(tmp_path):
   junk.write_bytes(b"not a tarball")
   with pytest.raises(ConfigError, match="not a readable bundle"):
     bundles.unpack_bundle(junk, tmp_path / "a")
-  plain = tmp_path / "plain.tar.gz"
-  with tarfile.open(plain, "w:gz") as tar:
-    member = tarfile.TarInfo("x.txt")
-    tar.addfile(member, io.BytesIO(b""))
-  with pytest.raises(ConfigError, match="no bundle.json"):
-    bundles.unpack_bundle(plain, tmp_path / "b")
+  for name, member, error in (("plain", "x.txt", "no bundle.json"),
+                               ("evil", "../outside.txt",
+                                "not a readable bundle")):
+    path = tmp_path / f"{name}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+      tar.addfile(tarfile.TarInfo(member), io.BytesIO(b""))
+    with pytest.raises(ConfigError, match=error):
+      bundles.unpack_bundle(path, tmp_path / name)
   old = _bundle(tmp_path / "old.tar.gz", {}, version=0)
   with pytest.raises(ConfigError, match="bundle format 0"):
     bundles.unpack_bundle(old, tmp_path / "c")
-  evil = tmp_path / "evil.tar.gz"
-  with tarfile.open(evil, "w:gz") as tar:
-    member = tarfile.TarInfo("../outside.txt")
-    tar.addfile(member, io.BytesIO(b""))
-  with pytest.raises(ConfigError, match="not a readable bundle"):
-    bundles.unpack_bundle(evil, tmp_path / "d")
   assert not (tmp_path / "outside.txt").exists()
