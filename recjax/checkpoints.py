@@ -45,18 +45,34 @@ _MISSING = object()
 def config_defaults(config: Any) -> dict[str, Any] | None:
   """The default value of every field of a config dataclass, as JSON.
 
+  Fields without a default (e.g. a vocabulary size) keep the instance's
+  value.
+
   Args:
-    config: a dataclass instance whose class constructs without arguments.
+    config: a dataclass instance.
 
   Returns:
-    `{field: default}` (JSON-normalised like `meta`), or None when the
-    class needs arguments.
+    `{field: default}` (JSON-normalised like `meta`), or None when the class
+    cannot be built that way.
   """
+  required = {f.name: getattr(config, f.name)
+              for f in dataclasses.fields(config)
+              if f.init and f.default is dataclasses.MISSING
+              and f.default_factory is dataclasses.MISSING}
   try:
-    fresh = type(config)()
+    fresh = type(config)(**required)
   except (TypeError, ValueError, RecjaxError):
     return None
   return json.loads(json.dumps(dataclasses.asdict(fresh), default=str))
+
+
+def network_defaults_meta(config: Any) -> dict[str, Any]:
+  """`{"defaults": {"model": {"network": ...}}}` for a run's `meta` (empty
+  when the config class needs arguments); see `Checkpointer`."""
+  defaults = config_defaults(config)
+  if defaults is None:
+    return {}
+  return {DEFAULTS_KEY: {"model": {"network": defaults}}}
 
 
 def _compatible(saved: Any, current: Any, defaults: Any) -> bool:

@@ -205,10 +205,7 @@ def model_meta(model: models.BaseModel, ids: SemanticIds) -> dict[str, Any]:
     cfg = dataclasses.asdict(module.config)
     cfg["dtype"] = str(cfg.get("dtype"))
     desc["network"] = cfg
-    defaults = checkpoints.config_defaults(module.config)
-    if defaults is not None:
-      defaults["dtype"] = str(defaults.get("dtype"))
-      meta[checkpoints.DEFAULTS_KEY] = {"model": {"network": defaults}}
+    meta.update(checkpoints.network_defaults_meta(module.config))
   meta.update({"model": desc,
                "vocabulary": {**ids.layout.describe(),
                               "fingerprint": ids.fingerprint}})

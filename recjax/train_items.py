@@ -91,9 +91,7 @@ def _model_meta(model: ItemModel, dataset: CanonicalDataset,
   config = getattr(model, "config", None)
   if dataclasses.is_dataclass(config):
     desc["network"] = dataclasses.asdict(config)
-    defaults = checkpoints.config_defaults(config)
-    if defaults is not None:
-      meta[checkpoints.DEFAULTS_KEY] = {"model": {"network": defaults}}
+    meta.update(checkpoints.network_defaults_meta(config))
   if item_embeddings is not None:
     desc["item_embeddings"] = embed.array_checksum(item_embeddings)
   return {**meta, "model": desc,

@@ -24,12 +24,9 @@ class _NewConfig:  # _OldConfig plus a field added in a later release
 
 
 def _meta(config):
-  meta = {"model": {"class": "M", "network": dataclasses.asdict(config)},
-          "vocabulary": {"fingerprint": "abc"}}
-  defaults = checkpoints.config_defaults(config)
-  if defaults is not None:
-    meta[checkpoints.DEFAULTS_KEY] = {"model": {"network": defaults}}
-  return meta
+  return {"model": {"class": "M", "network": dataclasses.asdict(config)},
+          "vocabulary": {"fingerprint": "abc"},
+          **checkpoints.network_defaults_meta(config)}
 
 
 def _state(seed=0):
@@ -98,14 +95,26 @@ def test_defaults_are_not_saved_and_other_vocabularies_are_refused(tmp_path):
   ckpt.close()
 
 
-def test_config_defaults_of_a_class_that_needs_arguments():
+def test_config_defaults_keep_required_fields_of_the_instance():
   @dataclasses.dataclass
   class NeedsArg:
-    x: int
+    vocab_size: int
+    width: int = 8
 
-  assert checkpoints.config_defaults(NeedsArg(1)) is None
+  assert checkpoints.config_defaults(NeedsArg(100, width=3)) == {
+      "vocab_size": 100, "width": 8}
   assert checkpoints.config_defaults(_NewConfig(width=3)) == {
       "width": 8, "depth": 2, "norm": "pre"}
+
+  @dataclasses.dataclass
+  class Checked:
+    width: int = 0
+
+    def __post_init__(self):
+      if self.width < 1:
+        raise ValueError("width must be >= 1")
+
+  assert checkpoints.config_defaults(Checked(4)) is None
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
