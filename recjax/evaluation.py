@@ -8,8 +8,10 @@ scores them against the held-out target with `recjax.metrics`. With
 gets K unseen items rather than a post-filtered shorter list.
 
 Batches are dicts of numpy arrays with `encoder_input_tokens`, `target_item`
-(int) and, for exclusion, `history_items` (int, padded with -1). An optional
-boolean `mask` marks real rows of a padded last batch. No TensorFlow.
+(int) and, for exclusion, `seen_items` (every item the user saw before the
+target, int, padded with -1; materialised validation/test splits have it) or
+else `history_items` (the input window only). An optional boolean `mask`
+marks real rows of a padded last batch. No TensorFlow.
 """
 
 from __future__ import annotations
@@ -29,6 +31,23 @@ from recjax.models import EncoderDecoderModel
 from recjax.trie import ItemTrie
 
 PyTree = Any
+# The whole history before the target (exclusion); `history_items` is the
+# model's input window (the last `max_history` items).
+SEEN_ITEMS = "seen_items"
+HISTORY_ITEMS = "history_items"
+
+
+def excluded_items(batch: Mapping[str, np.ndarray]) -> np.ndarray:
+  """The items to exclude for each row: `seen_items`, else `history_items`.
+
+  Raises:
+    KeyError: the batch has neither feature.
+  """
+  for key in (SEEN_ITEMS, HISTORY_ITEMS):
+    if key in batch:
+      return np.asarray(batch[key])
+  raise KeyError(f"exclude_seen needs a {SEEN_ITEMS!r} or {HISTORY_ITEMS!r} "
+                 f"feature; the batch has {sorted(batch)}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +56,8 @@ class EvalConfig:
 
   Attributes:
     num_decodes: beams = recommendations per user.
-    exclude_seen: exclude each user's history inside the beam.
+    exclude_seen: exclude each user's history inside the beam (the
+      batch's `seen_items`, else its `history_items`).
     ks: cut-offs of Recall@K / NDCG@K.
   """
 
@@ -71,7 +91,7 @@ class RankingEvaluator:
     """Top-K item indices (-1 = none) and scores for a batch."""
     excluded = None
     if self.config.exclude_seen:
-      excluded = jnp.asarray(batch["history_items"], jnp.int32)
+      excluded = jnp.asarray(excluded_items(batch), jnp.int32)
     items, scores = self._decode(params, self.trie,
                                  jnp.asarray(batch["encoder_input_tokens"]),
                                  excluded)

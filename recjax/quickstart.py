@@ -45,7 +45,7 @@ MAX_TRAIN_PREFIXES = 30
 
 def popularity_metrics(ds: datasets.CanonicalDataset, k: int = 20,
                        exclude_seen: bool = False,
-                       max_history: int | None = 20) -> dict[str, float]:
+                       max_history: int | None = None) -> dict[str, float]:
   """Most-popular baseline on the leave-one-out test split.
 
   Popularity counts every item of the users' training sequences (the items
@@ -55,7 +55,8 @@ def popularity_metrics(ds: datasets.CanonicalDataset, k: int = 20,
     ds: the dataset.
     k: list length.
     exclude_seen: leave each user's history out of their list.
-    max_history: history items excluded (most recent; None = all).
+    max_history: history items excluded (most recent; None = all, the
+      policy of every model's "seen items excluded" evaluation).
 
   Returns:
     `ranking_metrics` of the lists on the test split.

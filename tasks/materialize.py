@@ -6,7 +6,12 @@ model feature (rows = examples, in SeqIO's order) and a `manifest.json`
 (task, split, feature lengths, feature shapes and dtypes, number of
 examples, vocabulary fingerprint, converter, shuffle/seed), atomically: the
 directory appears complete or not at all. Re-running with the same inputs
-is a no-op. `recjax.numpy_batches.NumpyBatches` reads it back without
+is a no-op.
+
+Validation and test splits of TIGER tasks also get `seen_items` (int32
+`[examples, width]`, -1 padded): every item the user saw before the target,
+not just the `history_items` input window, so that "seen items excluded"
+removes the same items for generative and item-level models. `recjax.numpy_batches.NumpyBatches` reads it back without
 TensorFlow:
 
   python -m tasks.materialize --task tiger_amazon_office --split train \
@@ -28,6 +33,7 @@ from typing import Any
 import numpy as np
 import seqio
 
+from recjax import evaluation
 from recjax import numpy_batches
 from recjax.errors import ConfigError
 from recjax.io_utils import atomic_directory
@@ -35,6 +41,7 @@ from tasks import tiger
 from tasks.vocabulary import SemanticIdVocabulary
 
 _CHUNK = 1024
+SEEN_ITEMS = evaluation.SEEN_ITEMS
 
 
 def _vocabulary_info(task: seqio.Task) -> dict[str, Any]:
@@ -119,6 +126,7 @@ def materialize(task_name: str, split: str,
       "seed": seed,
       "vocabulary_fingerprint": _vocabulary_info(task)["fingerprint"],
       "dataset_fingerprint": _dataset_fingerprint(task),
+      "seen_items": is_tiger and split != tiger.TRAIN_SPLIT,
   }
   inputs = json.loads(json.dumps(inputs, default=str))
   if not force and (out / numpy_batches.MANIFEST_FILE).exists():
@@ -140,6 +148,9 @@ def materialize(task_name: str, split: str,
   if not chunks:
     raise ConfigError(f"task {task_name!r} split {split!r} has no examples.")
   arrays = {k: np.concatenate(v) for k, v in chunks.items()}
+  if inputs["seen_items"]:
+    arrays[SEEN_ITEMS] = tiger.seen_items_matrix(task_name, split,
+                                                 arrays["user_index"])
   num_examples = int(next(iter(arrays.values())).shape[0])
   manifest = {
       "format_version": numpy_batches.FORMAT_VERSION,

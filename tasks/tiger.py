@@ -518,6 +518,75 @@ def check_feature_lengths(task_or_vocabulary: str | SemanticIdVocabulary,
                          use_user_token=use_user_token, name=label)
 
 
+def seen_items(name: str, split: str) -> dict[int, np.ndarray]:
+  """Every item each user saw before their `split` target.
+
+  Validation and test examples carry only the last `max_history` items
+  (the model's input window); the "seen items excluded" policy removes the
+  user's *whole* history, as the item-level models do. Under leave-one-out
+  that history is the user's training sequence (the `train` split's history
+  and target), plus the validation target for `test`.
+
+  Args:
+    name: a registered TIGER task.
+    split: 'validation' or 'test' ('train': each user's training history).
+
+  Returns:
+    `{user_index: int32 item indices, oldest first}`.
+
+  Raises:
+    ConfigError: an unknown task or split.
+  """
+  if split not in SPLITS:
+    raise ConfigError(f"task {name!r}: no split {split!r}; seen items exist "
+                      f"for {list(SPLITS)}.")
+  source: RecjaxTfdsSource = get_task(name).source
+  builder = source.prepare()
+  seen: dict[int, list[np.ndarray]] = {}
+  for ex in tfds.as_numpy(builder.as_dataset(split=TRAIN_SPLIT)):
+    parts = [np.asarray(ex["history"], np.int32)]
+    if split != TRAIN_SPLIT:
+      parts.append(np.asarray([ex["target"]], np.int32))
+    seen[int(ex["user_index"])] = parts
+  if split == "test":
+    for ex in tfds.as_numpy(builder.as_dataset(split="validation")):
+      seen.setdefault(int(ex["user_index"]), []).append(
+          np.asarray([ex["target"]], np.int32))
+  return {u: np.concatenate(parts) for u, parts in seen.items()}
+
+
+def seen_items_matrix(name: str, split: str, user_index: np.ndarray
+                      ) -> np.ndarray:
+  """`seen_items` of each row as an int32 `[rows, width]` matrix (-1 pad).
+
+  Args:
+    name: a registered TIGER task.
+    split: the split whose targets the rows hold.
+    user_index: int `[rows]` dense user index of each row.
+
+  Returns:
+    Row i holds the items user `user_index[i]` saw before the target, left
+    aligned; `width` is the longest such history (at least 1).
+
+  Raises:
+    ConfigError: a row's user has no examples in the task.
+  """
+  table = seen_items(name, split)
+  users = np.asarray(user_index).reshape(-1)
+  missing = sorted({int(u) for u in users} - set(table))
+  if missing:
+    raise ConfigError(
+        f"task {name!r} split {split!r}: users {missing[:5]} have no "
+        "training sequence; the examples do not come from this task's data. "
+        "Re-materialise the split from the task.")
+  width = max([1] + [len(table[int(u)]) for u in users])
+  out = np.full((len(users), width), prep.HISTORY_PAD, np.int32)
+  for i, u in enumerate(users):
+    h = table[int(u)]
+    out[i, :len(h)] = h
+  return out
+
+
 def popularity_baseline_metrics(name: str, split: str = "test",
                                 exclude_seen: bool = False,
                                 k: int = 20) -> dict[str, float]:
@@ -529,8 +598,8 @@ def popularity_baseline_metrics(name: str, split: str = "test",
   Args:
     name: a registered TIGER task.
     split: split to score ('validation' or 'test').
-    exclude_seen: leave each example's history (its last `max_history`
-      items, the `history_items` the model excludes) out of its list.
+    exclude_seen: leave every item the user saw before the target
+      (`seen_items`, what the models exclude) out of its list.
     k: list length.
 
   Returns:
@@ -549,7 +618,8 @@ def popularity_baseline_metrics(name: str, split: str = "test",
       split=split)))
   targets = np.array([ex["target"] for ex in examples], dtype=np.int64)
   if exclude_seen:
-    seen = [ex["history"][-config.max_history:] for ex in examples]
+    table = seen_items(name, split)
+    seen = [table[int(ex["user_index"])] for ex in examples]
     ranked = metrics_lib.popularity_baseline(counts, k, exclude=seen)
   else:
     ranked = np.tile(metrics_lib.popularity_baseline(counts, k),

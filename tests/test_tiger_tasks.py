@@ -230,4 +230,35 @@ def test_popularity_baseline_metrics(env):
   assert got == pytest.approx(want)
   excl = tiger.popularity_baseline_metrics("tiger_test_tiny", "test",
                                            exclude_seen=True)
-  assert excl["recall@20"] >= 0 and excl["coverage@20"] >= got["coverage@20"]
+  full = datasets.leave_one_out(ds, max_history=None)["test"]
+  seen = [full.history(u) for u in range(ds.num_users)]
+  want_excl = metrics.ranking_metrics(
+      metrics.popularity_baseline(counts, 20, exclude=seen),
+      full.targets, num_items=NUM_ITEMS)
+  assert excl == pytest.approx(want_excl)
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_seen_items_are_the_whole_history(env, split):
+  """Every item before the target, not just the `max_history` window."""
+  want = datasets.leave_one_out(env["dataset"], max_history=None)[split]
+  got = tiger.seen_items("tiger_test_tiny", split)
+  assert sorted(got) == list(range(env["dataset"].num_users))
+  longer = 0
+  for u, h in got.items():
+    np.testing.assert_array_equal(h, want.history(u))
+    longer += len(h) > MAX_HISTORY
+  assert longer > 0  # the window would have dropped items
+  users = np.array([3, 0, 3])
+  m = tiger.seen_items_matrix("tiger_test_tiny", split, users)
+  assert m.dtype == np.int32 and m.shape[0] == 3
+  for row, u in zip(m, users):
+    np.testing.assert_array_equal(row[row >= 0], want.history(u))
+    assert np.all(row[len(want.history(u)):] == -1)
+
+
+def test_seen_items_errors(env):
+  with pytest.raises(ConfigError, match="no split 'dev'"):
+    tiger.seen_items("tiger_test_tiny", "dev")
+  with pytest.raises(ConfigError, match=r"users \[1000\].*Re-materialise"):
+    tiger.seen_items_matrix("tiger_test_tiny", "test", np.array([1000]))
