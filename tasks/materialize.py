@@ -6,16 +6,16 @@ model feature (rows = examples, in SeqIO's order) and a `manifest.json`
 (task, split, feature lengths, feature shapes and dtypes, number of
 examples, vocabulary fingerprint, converter, shuffle/seed), atomically: the
 directory appears complete or not at all. Re-running with the same inputs
-is a no-op.
-
-Validation and test splits of TIGER tasks also get `seen_items` (int32
-`[examples, width]`, -1 padded): every item the user saw before the target,
-not just the `history_items` input window, so that "seen items excluded"
-removes the same items for generative and item-level models. `recjax.numpy_batches.NumpyBatches` reads it back without
+is a no-op. `recjax.numpy_batches.NumpyBatches` reads it back without
 TensorFlow:
 
   python -m tasks.materialize --task tiger_amazon_office --split train \
       --out runs/batches/office/train
+
+Validation and test splits of TIGER tasks also get `seen_items` (int32
+`[examples, width]`, -1 padded): every item the user saw before the target,
+not just the `history_items` input window, so that "seen items excluded"
+removes the same items for generative and item-level models.
 """
 
 from __future__ import annotations
