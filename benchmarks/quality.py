@@ -27,11 +27,16 @@ benchmark continues where it stopped. Schedules:
   4+4 layers, d_model 128; meant for an accelerator);
 * `--schedule cpu` (default): the documented shorter schedule for a 2-core
   CPU: the generative models at the quickstart width (2+2 layers, d_model
-  64, no dropout) and fewer steps. Rows say which schedule made them.
+  64, no dropout) and fewer steps (10 Office epochs);
+* `--schedule cpu_long`: the same width with dropout 0.1, trained until
+  validation NDCG@10 stops improving (early stopping; up to 40 Office
+  epochs, about an hour here). Rows say which schedule made them.
 
   .venv/bin/python benchmarks/quality.py [--datasets Office,Beauty]
       [--methods popularity,sasrec,tiger,...] [--seeds 0,1,2]
-      [--data NAME=PATH ...] [--schedule cpu|full] [--json]
+      [--data NAME=PATH ...] [--schedule cpu|cpu_long|full|device]
+      [--json] [--record NOTE]
+  .venv/bin/python benchmarks/quality.py --from_records   # recorded rows
 """
 
 from __future__ import annotations
@@ -57,6 +62,9 @@ from recjax import quickstart  # noqa: E402
 from recjax.datasets import stage as dataset_stage  # noqa: E402
 
 FOLDERS = {"Office": "amazon-office", "Beauty": "amazon-beauty"}
+# Rows measured by earlier runs (`--record`), so that a table can gather
+# seeds run in different sessions (`--from_records`).
+RECORDS = REPO / "benchmarks" / "results" / "quality.jsonl"
 METHODS = ("popularity", "sasrec", "sasrec_recbole", "tiger", "letter_tiger",
            "tiger_calrec", "learn", "lite")
 GENERATIVE = ("tiger", "letter_tiger", "tiger_calrec")
@@ -91,6 +99,16 @@ CPU_GENERATIVE = (
 )
 CPU_STEPS = {"Office": 1500, "Beauty": 2500}
 CPU_EVAL_PERIOD = {"Office": 500, "Beauty": 1250}
+# `--schedule cpu_long`: the same width trained to convergence (about an
+# hour per Office run here): 40 epochs of Office at most, dropout 0.1
+# against over-fitting, early stopping after 3 validations without a
+# better NDCG@10. The best checkpoint is evaluated.
+CPU_LONG_GENERATIVE = tuple(
+    b for b in CPU_GENERATIVE if "dropout_rate" not in b) + (
+        "recjax.network.TransformerConfig.dropout_rate = 0.1",
+        "recjax.trainer.TrainerConfig.patience = 3")
+CPU_LONG_STEPS = {"Office": 6000, "Beauty": 10000}
+CPU_LONG_EVAL_PERIOD = {"Office": 500, "Beauty": 1000}
 
 # Gin experiment of each generative method (the task name is overridden).
 EXPERIMENTS = {
@@ -160,8 +178,8 @@ class Bench:
               schedule: str | None = None) -> pathlib.Path:
     """`<cache>/<dataset>/<method>-<schedule>/seed<k>` of one cell."""
     schedule = schedule or self.schedule
-    if method in ITEM_MODELS and schedule == "device":
-      schedule = "cpu"  # item-level models always train here
+    if method in ITEM_MODELS and schedule in ("device", "cpu_long"):
+      schedule = "cpu"  # one schedule for the item-level models
     suffix = "" if method == "popularity" else f"-{schedule}"
     return self.cache / name / f"{method}{suffix}" / f"seed{seed}"
 
@@ -270,6 +288,10 @@ class Bench:
       bindings += list(CPU_GENERATIVE)
       bindings += [f"TRAIN_STEPS = {CPU_STEPS.get(name, 1500)}",
                    f"EVAL_PERIOD = {CPU_EVAL_PERIOD.get(name, 500)}"]
+    elif self.schedule == "cpu_long":
+      bindings += list(CPU_LONG_GENERATIVE)
+      bindings += [f"TRAIN_STEPS = {CPU_LONG_STEPS.get(name, 6000)}",
+                   f"EVAL_PERIOD = {CPU_LONG_EVAL_PERIOD.get(name, 500)}"]
     bindings += list(self.extra_gin)
     gin.clear_config()
     gin_utils.parse_gin(["runs/train.gin", "runs/eval.gin", experiment],
@@ -310,7 +332,7 @@ class Bench:
       raise SystemExit(f"unknown method {method!r}; choose from {METHODS}")
     row: dict[str, Any] = {"dataset": name, "method": method, "seed": seed,
                            "schedule": ("-" if method == "popularity"
-                                        else self.schedule)}
+                                        else run.parent.name.split("-")[-1])}
     for prefix in ("test", "test_excl"):
       for m in METRICS:
         row[f"{prefix}/{m}"] = float(res.get(f"{prefix}/{m}", np.nan))
@@ -321,6 +343,39 @@ class Bench:
     tmp.write_text(json.dumps(row, indent=2, sort_keys=True))
     os.replace(tmp, result_path)
     return row
+
+
+def _record_key(row: dict[str, Any]) -> tuple[str, str, str, int]:
+  return (row["dataset"], row["method"], row["schedule"], int(row["seed"]))
+
+
+def read_records(path: pathlib.Path) -> list[dict[str, Any]]:
+  """Recorded rows, the latest of each (dataset, method, schedule, seed)."""
+  if not path.exists():
+    return []
+  latest: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+  for n, line in enumerate(path.read_text().splitlines(), 1):
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+      latest[_record_key(row)] = row
+    except (ValueError, KeyError, TypeError) as e:
+      raise SystemExit(f"{path}:{n}: not a result row ({e}); fix or delete "
+                       "the line.") from None
+  return list(latest.values())
+
+
+def record(path: pathlib.Path, rows: Sequence[dict[str, Any]],
+           note: str) -> None:
+  """Adds `rows` (with `note`: machine, date) to the records, atomically."""
+  old = path.read_text() if path.exists() else ""
+  new = "".join(json.dumps({**r, "note": note}, sort_keys=True) + "\n"
+                for r in rows)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(old + new)
+  os.replace(tmp, path)
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
@@ -334,6 +389,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
           + " | ".join(c.replace("test_excl/", "excl ").replace("test/", "")
                        for c in cols) + " | train s |")
   lines = [head, "|" + "---|" * (len(cols) + 5)]
+  shown = []  # anchors already printed
   for (name, method, sched), rs in groups.items():
     cells = []
     for c in cols:
@@ -343,7 +399,8 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     secs = np.mean([r["train_seconds"] for r in rs])
     lines.append(f"| {name} | {method} | {sched} | {len(rs)} | "
                  + " | ".join(cells) + f" | {secs:.0f} |")
-    if (name, method) in ANCHORS:
+    if (name, method) in ANCHORS and ANCHORS[(name, method)] not in shown:
+      shown.append(ANCHORS[(name, method)])
       label, kind, vals = ANCHORS[(name, method)]
       lines.append(f"| {name} | *{label}* | {kind} | | "
                    + " | ".join(f"{v:.4f}" for v in vals)
@@ -395,10 +452,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                       help="an extra dataset folder in the LC-Rec layout")
   parser.add_argument("--methods", default=",".join(METHODS))
   parser.add_argument("--seeds", default="0,1,2")
-  parser.add_argument("--schedule", choices=("cpu", "full", "device"),
+  parser.add_argument("--schedule",
+                      choices=("cpu", "cpu_long", "full", "device"),
                       default="cpu",
-                      help="'device': generative rows from "
-                      "benchmarks/device_quality.py results")
+                      help="generative models: 'cpu' (10 Office epochs), "
+                      "'cpu_long' (to convergence, early stopping), 'full' "
+                      "(TIGER size), 'device' (rows from "
+                      "benchmarks/device_quality.py results)")
   parser.add_argument("--bundle", default=None, metavar="DIR",
                       help="write a device bundle per generative cell to "
                       "DIR instead of training it")
@@ -408,6 +468,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                       metavar="NAME=VALUE", help="extra gin binding")
   parser.add_argument("--json", action="store_true",
                       help="one JSON object per (dataset, method, seed)")
+  parser.add_argument("--record", default=None, metavar="NOTE",
+                      help="add the finished rows, with NOTE (machine, "
+                      f"date), to --records ({RECORDS.relative_to(REPO)})")
+  parser.add_argument("--from_records", action="store_true",
+                      help="train nothing: tabulate the recorded rows of "
+                      "--datasets / --methods (every recorded seed)")
+  parser.add_argument("--records", default=str(RECORDS),
+                      help="the results file of --record / --from_records")
   parser.add_argument("--plot", default=None,
                       help="PNG of the validation curves (default "
                       "<cache_dir>/validation_ndcg10.png)")
@@ -415,6 +483,17 @@ def main(argv: Sequence[str] | None = None) -> None:
   logging.basicConfig(level=logging.WARNING, format="%(message)s")
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   os.chdir(REPO)
+  if args.from_records:
+    wanted_methods = set(args.methods.split(","))
+    wanted_data = set(args.datasets.split(",")) | {
+        d.split("=", 1)[0] for d in args.data}
+    rows = [r for r in read_records(pathlib.Path(args.records))
+            if r["method"] in wanted_methods and r["dataset"] in wanted_data]
+    rows.sort(key=lambda r: (r["dataset"], METHODS.index(r["method"])
+                             if r["method"] in METHODS else 99,
+                             r["schedule"], r["seed"]))
+    print(table(rows))
+    return
   folders = {}
   for name in [d for d in args.datasets.split(",") if d]:
     folders[name] = pathlib.Path(args.data_root) / FOLDERS.get(
@@ -460,6 +539,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 flush=True)
   if not args.json:
     print(table(rows))
+  if args.record:
+    record(pathlib.Path(args.records), rows, args.record)
   plot = pathlib.Path(args.plot or bench.cache / "validation_ndcg10.png")
   plot_validation(bench.cache, rows, plot)
   print(f"validation curves: {plot}", file=sys.stderr)
