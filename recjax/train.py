@@ -13,6 +13,7 @@ checkpoint when restarted.
 
 from __future__ import annotations
 
+import itertools
 import pathlib
 import sys
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from recjax import models
 from recjax import partitioning
 from recjax import run_lib
 from recjax import trainer as trainer_lib
+from recjax.errors import ConfigError
 from recjax.optimizers import OptimizerConfig
 from recjax.tokens import SemanticIdLayout
 from recjax.trie import ItemTrie
@@ -49,7 +51,8 @@ def train(*, model_dir: str,
           eval_config: evaluation.EvalConfig | None = None,
           semantic_ids_dir: str | None = None,
           num_partitions: int = 1,
-          distributed: partitioning.DistributedConfig | None = None
+          distributed: partitioning.DistributedConfig | None = None,
+          max_eval_examples: int | None = None
           ) -> trainer_lib.TrainState:
   """Trains (or resumes) a model; returns the final train state.
 
@@ -64,10 +67,20 @@ def train(*, model_dir: str,
     semantic_ids_dir: codes for the trie (default: the task's).
     num_partitions: model-parallel mesh size.
     distributed: multi-process settings.
+    max_eval_examples: validate on the split's first examples only (whole
+      batches, the same users at every validation; None: all). Constrained
+      beam search over a large validation split (Beauty: 22k users) can
+      cost more than the training between two validations on a CPU.
 
   Returns:
     The final train state.
+
+  Raises:
+    ConfigError: `max_eval_examples` < 1.
   """
+  if max_eval_examples is not None and max_eval_examples < 1:
+    raise ConfigError(f"max_eval_examples must be >= 1 or None, got "
+                      f"{max_eval_examples}.")
   eval_config = eval_config or evaluation.EvalConfig()
   partitioning.initialize_distributed(
       distributed or partitioning.DistributedConfig())
@@ -94,7 +107,12 @@ def train(*, model_dir: str,
         eval_dataset_cfg, cache, remainder="pad", shard=False)
     evaluator = evaluation.RankingEvaluator(
         model, ItemTrie.build(ids.codes, ids.layout), eval_config)
-    evaluate = lambda params: evaluator.evaluate(params, eval_batches)
+    num_eval_batches = eval_batches.num_batches
+    if max_eval_examples is not None:
+      num_eval_batches = min(num_eval_batches,
+                             -(-max_eval_examples // eval_batches.batch_size))
+    evaluate = lambda params: evaluator.evaluate(
+        params, itertools.islice(eval_batches.epoch(0), num_eval_batches))
   return trainer.train(_Source(batches), evaluate)
 
 

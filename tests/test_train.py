@@ -114,6 +114,20 @@ def test_train_eval_infer(task_gin, tmp_path):
     gin.get_configurable("recjax.infer.infer")()
 
 
+def test_max_eval_examples_validates_on_whole_leading_batches(task_gin,
+                                                             tmp_path):
+  _parse(["runs/train.gin", task_gin], ["TRAIN_STEPS = 10",
+                                        "MAX_EVAL_EXAMPLES = 20"])
+  gin.get_configurable("recjax.train.train")()
+  rows = [json.loads(x) for x in open(tmp_path / "model" / "history.jsonl")]
+  counts = [r["validation/num_examples"] for r in rows
+            if "validation/num_examples" in r]
+  assert counts == [32]  # 2 batches of 16 of the 100 validation users
+  _parse(["runs/train.gin", task_gin], ["MAX_EVAL_EXAMPLES = 0"])
+  with pytest.raises(ConfigError, match="max_eval_examples must be >= 1"):
+    gin.get_configurable("recjax.train.train")()
+
+
 def test_model_of_another_vocabulary_refused(task_gin, tmp_path):
   _parse(["runs/train.gin", task_gin], ["TRAIN_STEPS=4", "EVAL_PERIOD=0"])
   gin.get_configurable("recjax.train.train")()
