@@ -70,13 +70,16 @@ def _parse(files, bindings=()):
 
 
 def test_train_eval_infer(task_gin, tmp_path):
-  _parse(["runs/train.gin", task_gin])
+  _parse(["runs/train.gin", task_gin], ["MAX_EVAL_EXAMPLES = 20"])
   state = gin.get_configurable("recjax.train.train")()
   assert int(state.step) == 30
   model_dir = tmp_path / "model"
   assert (model_dir / "curves.png").exists()
   history = [json.loads(x) for x in open(model_dir / "history.jsonl")]
   assert any("validation/ndcg@10" in r for r in history)
+  # Validation on whole leading batches: 2 of 16 of the 100 users.
+  assert [r["validation/num_examples"] for r in history
+          if "validation/num_examples" in r] == [32, 32, 32]
   assert sorted(p.name for p in (model_dir / "checkpoints").iterdir()
                 if p.name.isdigit()) == ["10", "20", "30"]
   assert any(p.name.isdigit() for p in (model_dir / "best").iterdir())
@@ -114,20 +117,6 @@ def test_train_eval_infer(task_gin, tmp_path):
     gin.get_configurable("recjax.infer.infer")()
 
 
-def test_max_eval_examples_validates_on_whole_leading_batches(task_gin,
-                                                             tmp_path):
-  _parse(["runs/train.gin", task_gin], ["TRAIN_STEPS = 10",
-                                        "MAX_EVAL_EXAMPLES = 20"])
-  gin.get_configurable("recjax.train.train")()
-  rows = [json.loads(x) for x in open(tmp_path / "model" / "history.jsonl")]
-  counts = [r["validation/num_examples"] for r in rows
-            if "validation/num_examples" in r]
-  assert counts == [32]  # 2 batches of 16 of the 100 validation users
-  _parse(["runs/train.gin", task_gin], ["MAX_EVAL_EXAMPLES = 0"])
-  with pytest.raises(ConfigError, match="max_eval_examples must be >= 1"):
-    gin.get_configurable("recjax.train.train")()
-
-
 def test_model_of_another_vocabulary_refused(task_gin, tmp_path):
   _parse(["runs/train.gin", task_gin], ["TRAIN_STEPS=4", "EVAL_PERIOD=0"])
   gin.get_configurable("recjax.train.train")()
@@ -135,6 +124,12 @@ def test_model_of_another_vocabulary_refused(task_gin, tmp_path):
       "TRAIN_STEPS=6", "EVAL_PERIOD=0",
       "recjax.network.TransformerConfig.emb_dim = 32"])
   with pytest.raises(checkpoints.CheckpointError, match="different model"):
+    gin.get_configurable("recjax.train.train")()
+
+
+def test_bad_max_eval_examples(task_gin):
+  _parse(["runs/train.gin", task_gin], ["MAX_EVAL_EXAMPLES = 0"])
+  with pytest.raises(ConfigError, match="max_eval_examples must be >= 1"):
     gin.get_configurable("recjax.train.train")()
 
 
