@@ -495,7 +495,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         d.split("=", 1)[0] for d in args.data}
     rows = [r for r in read_records(pathlib.Path(args.records))
             if r["method"] in wanted_methods and r["dataset"] in wanted_data]
-    rows.sort(key=lambda r: (r["dataset"], METHODS.index(r["method"])
+    order = list(FOLDERS)
+    rows.sort(key=lambda r: (order.index(r["dataset"]) if r["dataset"] in
+                             order else len(order), r["dataset"],
+                             METHODS.index(r["method"])
                              if r["method"] in METHODS else 99,
                              r["schedule"], r["seed"]))
     print(table(rows))
