@@ -85,10 +85,10 @@ def read_histories(path: str | os.PathLike[str],
   return out
 
 
-def split_requests(ds: canonical.CanonicalDataset, split: str,
-                   max_history: int) -> list[Request]:
-  """Requests for every user of a leave-one-out split."""
-  sp = splits_lib.leave_one_out(ds, max_history=max_history)[split]
+def split_requests(ds: canonical.CanonicalDataset, split: str
+                   ) -> list[Request]:
+  """Requests for every user of a leave-one-out split (whole histories)."""
+  sp = splits_lib.leave_one_out(ds, max_history=None)[split]
   return [Request(ds.user_ids[int(sp.users[i])], sp.history(i), [])
           for i in range(len(sp))]
 
@@ -96,11 +96,27 @@ def split_requests(ds: canonical.CanonicalDataset, split: str,
 def encode_requests(requests: list[Request], codes: np.ndarray,
                     layout: SemanticIdLayout, max_history: int,
                     use_user_token: bool) -> dict[str, np.ndarray]:
-  """Model inputs in the task layout: `[user token] + history tokens`."""
+  """Model inputs in the task layout: `[user token] + history tokens`.
+
+  Args:
+    requests: users and their histories (oldest first).
+    codes: int `[num_items, levels]` semantic IDs.
+    layout: the token layout.
+    max_history: the input window (the most recent items fed to the model).
+    use_user_token: prepend the hashed user token.
+
+  Returns:
+    `encoder_input_tokens` (int32 `[n, user + max_history * levels]`),
+    `history_items` (int32 `[n, max_history]`, the window) and `seen_items`
+    (int32 `[n, longest history]`, every history item: what
+    `exclude_seen` removes), both -1 padded.
+  """
   levels = layout.num_levels
   length = int(use_user_token) + max_history * levels
   enc = np.full((len(requests), length), PAD_ID, np.int32)
   hist = np.full((len(requests), max_history), -1, np.int32)
+  width = max([1] + [len(req.items) for req in requests])
+  seen = np.full((len(requests), width), -1, np.int32)
   for r, req in enumerate(requests):
     items = req.items[-max_history:]
     toks = layout.codes_to_tokens(codes[items]).reshape(-1)
@@ -108,7 +124,9 @@ def encode_requests(requests: list[Request], codes: np.ndarray,
     row = np.concatenate([np.asarray(row, np.int32), toks])
     enc[r, :len(row)] = row
     hist[r, :len(items)] = items
-  return {"encoder_input_tokens": enc, "history_items": hist}
+    seen[r, :len(req.items)] = req.items
+  return {"encoder_input_tokens": enc, "history_items": hist,
+          evaluation.SEEN_ITEMS: seen}
 
 
 def _batches(inputs: dict[str, np.ndarray], batch_size: int
@@ -141,7 +159,8 @@ def infer(*, model_dir: str, dataset_dir: str, semantic_ids_dir: str,
     histories: JSONL of `{"user_id", "history"}`; None = `split`.
     split: leave-one-out split used without a histories file.
     num_decodes: recommendations per user.
-    exclude_seen: never recommend an item of the user's history.
+    exclude_seen: never recommend an item of the user's history (all of
+      it, not only the `max_history` items the model reads).
     max_history: history items fed to the model (as in training).
     use_user_token: prepend the hashed user token (as in training).
     num_user_buckets: user-hash buckets of the layout (as in training).
@@ -178,7 +197,7 @@ def infer(*, model_dir: str, dataset_dir: str, semantic_ids_dir: str,
   ckpt.close()
   params = jax.tree.map(jax.numpy.asarray, params)
   requests = (read_histories(histories, ds) if histories else
-              split_requests(ds, split, max_history))
+              split_requests(ds, split))
   evaluator = evaluation.RankingEvaluator(
       model, ItemTrie.build(codes, layout),
       evaluation.EvalConfig(num_decodes=num_decodes,
