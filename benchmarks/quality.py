@@ -431,14 +431,20 @@ def plot_validation(cache: pathlib.Path, rows: Sequence[dict[str, Any]],
         continue
       run = cache / name / f"{r['method']}-{r['schedule']}" / \
           f"seed{r['seed']}"
-      pts = [(h["step"], h["validation/ndcg@10"])
-             for h in summaries.read_history(run)
-             if "validation/ndcg@10" in h]
+      history = summaries.read_history(run)
+      # Batch sizes differ (SASRec-RecBole: 2048), so the x axis is
+      # training examples: steps x (examples/s / steps/s).
+      sizes = [h["train/examples_per_s"] / h["train/steps_per_s"]
+               for h in history if h.get("train/steps_per_s")]
+      batch = round(float(np.median(sizes))) if sizes else 1
+      pts = [(h["step"] * batch / 1e6, h["validation/ndcg@10"])
+             for h in history if "validation/ndcg@10" in h]
       if pts:
         x, y = zip(*pts)
-        ax.plot(x, y, marker=".", label=f"{r['method']} s{r['seed']}")
+        ax.plot(x, y, marker=".",
+                label=f"{r['method']} {r['schedule']} s{r['seed']}")
     ax.set_title(f"{name}: validation NDCG@10")
-    ax.set_xlabel("training step")
+    ax.set_xlabel("training examples (millions)")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=8)
