@@ -16,7 +16,8 @@ position), `sasrec_recbole` (RecBole's SASRec recipe: post-LN, every
 prefix, batch 2048, validation each epoch), `tiger`, `letter_tiger`
 (LETTER tokenizer with the CF item embeddings of `sasrec_recbole`, same
 seed),
-`tiger_calrec` (TIGER + CALRec contrastive alignment), `learn` (LEARN dual
+`tiger_calrec` (TIGER + CALRec contrastive alignment),
+`letter_tiger_calrec` (both), `learn` (LEARN dual
 encoder on frozen MiniLM item embeddings), `lite` (LITE-LLM4Rec, frozen
 MiniLM item encoder).
 
@@ -67,8 +68,10 @@ FOLDERS = {"Office": "amazon-office", "Beauty": "amazon-beauty"}
 # seeds run in different sessions (`--from_records`).
 RECORDS = REPO / "benchmarks" / "results" / "quality.jsonl"
 METHODS = ("popularity", "sasrec", "sasrec_recbole", "tiger", "letter_tiger",
-           "tiger_calrec", "learn", "lite")
-GENERATIVE = ("tiger", "letter_tiger", "tiger_calrec")
+           "tiger_calrec", "letter_tiger_calrec", "learn", "lite")
+GENERATIVE = ("tiger", "letter_tiger", "tiger_calrec", "letter_tiger_calrec")
+# Generative methods over LETTER codes (the rest use RQ-VAE codes).
+LETTER_METHODS = ("letter_tiger", "letter_tiger_calrec")
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 # Published anchors (test, all items): TIGER on Beauty (Rajput et al.);
 # RecBole 1.2.1 SASRec on Office measured on this machine (issue 6).
@@ -115,6 +118,7 @@ CPU_LONG_EVAL_PERIOD = {"Office": 500, "Beauty": 1000}
 EXPERIMENTS = {
     "tiger": "experiments/tiger_amazon_office.gin",
     "letter_tiger": "experiments/letter_tiger_amazon.gin",
+    "letter_tiger_calrec": "experiments/letter_tiger_calrec_amazon.gin",
     "tiger_calrec": "experiments/tiger_calrec_amazon_office.gin",
 }
 
@@ -234,7 +238,7 @@ class Bench:
                    cf: pathlib.Path | None) -> pathlib.Path:
     """RQ-VAE (TIGER) or LETTER codes for one seed (cached)."""
     from recjax import semantic_ids  # pylint: disable=g-import-not-at-top
-    quantizer = "letter" if method == "letter_tiger" else "rqvae"
+    quantizer = "letter" if method in LETTER_METHODS else "rqvae"
     out = self.cache / name / "semantic_ids" / f"{quantizer}-seed{seed}"
     return semantic_ids.semantic_ids_stage(
         emb_dir, ds_dir, out, method=quantizer, seed=seed,
@@ -258,7 +262,7 @@ class Bench:
     """Semantic IDs of a generative cell (LETTER: after its SASRec)."""
     _, ds_dir = self.dataset(name, folder)
     cf = None
-    if method == "letter_tiger":
+    if method in LETTER_METHODS:
       sas = self.run_dir(name, LETTER_CF, seed, schedule="cpu")
       if not (sas / "result.json").exists():
         self.cell(name, folder, LETTER_CF, seed)
