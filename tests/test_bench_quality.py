@@ -1,0 +1,143 @@
+"""Tests of `benchmarks/quality.py`'s records, table and schedules.
+
+The benchmark's training cells need the real data and hours; these tests
+cover the bookkeeping that makes results from different sessions
+tabulate together, and the schedule bindings each cell is trained with.
+"""
+
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _load():
+  spec = importlib.util.spec_from_file_location(
+      "bench_quality", REPO / "benchmarks" / "quality.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+quality = _load()
+
+
+def _row(dataset="Office", method="tiger", schedule="cpu_long", seed=0,
+         value=0.1, seconds=10.0):
+  row = {"dataset": dataset, "method": method, "schedule": schedule,
+         "seed": seed, "train_seconds": seconds}
+  for prefix in ("test", "test_excl"):
+    for m in quality.METRICS:
+      row[f"{prefix}/{m}"] = value
+  return row
+
+
+def test_record_then_read_keeps_latest_row_per_cell(tmp_path):
+  path = tmp_path / "results" / "quality.jsonl"
+  quality.record(path, [_row(seed=0, value=0.1), _row(seed=1, value=0.2)],
+                 "first")
+  quality.record(path, [_row(seed=0, value=0.3)], "second")
+  lines = path.read_text().splitlines()
+  assert len(lines) == 3  # appended, never rewritten
+  assert json.loads(lines[-1])["note"] == "second"
+  rows = {r["seed"]: r for r in quality.read_records(path)}
+  assert sorted(rows) == [0, 1]
+  assert rows[0]["test/ndcg@10"] == 0.3 and rows[0]["note"] == "second"
+  assert rows[1]["test/ndcg@10"] == 0.2
+  assert not list(path.parent.glob("*.tmp"))
+
+
+def test_schedules_are_separate_cells(tmp_path):
+  path = tmp_path / "quality.jsonl"
+  quality.record(path, [_row(schedule="cpu"), _row(schedule="cpu_long")],
+                 "n")
+  assert {r["schedule"] for r in quality.read_records(path)} == {
+      "cpu", "cpu_long"}
+
+
+def test_read_records_names_the_bad_line(tmp_path):
+  path = tmp_path / "quality.jsonl"
+  path.write_text(json.dumps(_row()) + "\n\nnot json\n")
+  with pytest.raises(SystemExit, match=r"quality.jsonl:3: not a result row"):
+    quality.read_records(path)
+  path.write_text(json.dumps({"dataset": "Office"}) + "\n")
+  with pytest.raises(SystemExit, match=r":1: not a result row"):
+    quality.read_records(path)
+
+
+def test_read_records_of_missing_file_is_empty(tmp_path):
+  assert quality.read_records(tmp_path / "none.jsonl") == []
+
+
+def test_table_mean_std_over_seeds_and_anchor():
+  rows = [_row("Beauty", "tiger", seed=s, value=v, seconds=t)
+          for s, v, t in ((0, 0.02, 100.0), (1, 0.04, 300.0))]
+  text = quality.table(rows).splitlines()
+  assert text[0].startswith("| dataset | method | schedule | seeds |")
+  assert len(text[0].split("|")) == len(text[1].split("|"))
+  values = np.array([0.02, 0.04])
+  cell = f"{values.mean():.4f} ± {values.std():.4f}"
+  assert text[2].startswith("| Beauty | tiger | cpu_long | 2 | " + cell)
+  assert text[2].endswith("| 200 |")
+  # The published TIGER numbers follow the first Beauty TIGER group.
+  assert text[3].startswith("| Beauty | *TIGER (paper)* | published |")
+  assert "0.0454 | 0.0321 | 0.0648 | 0.0384" in text[3]
+  assert len(text) == 4
+
+
+def test_table_single_seed_has_no_std():
+  text = quality.table([_row("Office", "learn", "cpu", value=0.05)])
+  assert "±" not in text and "| Office | learn | cpu | 1 | 0.0500 |" in text
+
+
+@pytest.mark.parametrize("name", ["Office", "Beauty"])
+def test_cpu_long_bindings(name, tmp_path, monkeypatch):
+  """`cpu_long` trains at the CPU width with dropout and early stopping."""
+  captured = {}
+
+  def fake_parse(files, bindings):
+    captured["files"], captured["bindings"] = list(files), list(bindings)
+    raise StopIteration  # stop before training
+
+  import tasks  # pylint: disable=g-import-not-at-top
+  from recjax import gin_utils  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(gin_utils, "parse_gin", fake_parse)
+  monkeypatch.setattr(tasks, "register_tiger_task", lambda *a, **k: None)
+  data = tmp_path / "Data"
+  data.mkdir()
+  (data / f"{name}.inter.json").write_text("{}")
+  bench = quality.Bench(tmp_path, "cpu_long")
+  with pytest.raises(StopIteration):
+    bench.generative(name, data, "tiger", 0, tmp_path / "sid",
+                     tmp_path / "run")
+  b = captured["bindings"]
+  assert "recjax.network.TransformerConfig.dropout_rate = 0.1" in b
+  assert "recjax.network.TransformerConfig.dropout_rate = 0.0" not in b
+  assert "recjax.trainer.TrainerConfig.patience = 3" in b
+  assert f"TRAIN_STEPS = {quality.CPU_LONG_STEPS[name]}" in b
+  # Beauty validates on 5,000 users; Office on all of them.
+  expected = {"Office": None, "Beauty": 5000}[name]
+  assert f"MAX_EVAL_EXAMPLES = {expected}" in b
+  assert captured["files"][-1] == quality.EXPERIMENTS["tiger"]
+
+
+def test_run_dir_layout(tmp_path):
+  bench = quality.Bench(tmp_path, "cpu_long")
+  assert bench.run_dir("Beauty", "tiger", 0) == (
+      tmp_path / "Beauty" / "tiger-cpu_long" / "seed0")
+  # Item-level models have one schedule, whatever the generative one is.
+  assert bench.run_dir("Beauty", "sasrec_recbole", 1) == (
+      tmp_path / "Beauty" / "sasrec_recbole-cpu" / "seed1")
+  assert bench.run_dir("Office", "popularity", 2) == (
+      tmp_path / "Office" / "popularity" / "seed2")
+
+
+def test_category_needs_one_inter_file(tmp_path):
+  with pytest.raises(SystemExit, match="exactly one <Category>.inter.json"):
+    quality._category(tmp_path)  # pylint: disable=protected-access
+  (tmp_path / "Toys.inter.json").write_text("{}")
+  assert quality._category(tmp_path) == "Toys"  # pylint: disable=protected-access
