@@ -134,6 +134,41 @@ def test_run_dir_layout(tmp_path):
       tmp_path / "Beauty" / "sasrec_recbole-cpu" / "seed1")
   assert bench.run_dir("Office", "popularity", 2) == (
       tmp_path / "Office" / "popularity" / "seed2")
+  # LEARN and LITE have a longer schedule of their own; `device` is
+  # generative-only.
+  assert bench.run_dir("Beauty", "lite", 0) == (
+      tmp_path / "Beauty" / "lite-cpu_long" / "seed0")
+  assert quality.Bench(tmp_path, "device").run_dir("Beauty", "learn", 0) == (
+      tmp_path / "Beauty" / "learn-cpu" / "seed0")
+
+
+@pytest.mark.parametrize("schedule", ["cpu", "cpu_long"])
+def test_item_schedule_bindings(schedule, tmp_path, monkeypatch):
+  """LITE trains its `cpu` budget or its longer `cpu_long` one."""
+  captured = {}
+
+  def fake_parse(files, bindings):
+    captured["files"], captured["bindings"] = list(files), list(bindings)
+    raise StopIteration  # stop before training
+
+  from recjax import gin_utils  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(gin_utils, "parse_gin", fake_parse)
+  data = tmp_path / "Data"
+  data.mkdir()
+  (data / "Office.inter.json").write_text("{}")
+  bench = quality.Bench(tmp_path, schedule)
+  run = bench.run_dir("Office", "lite", 0)
+  with pytest.raises(StopIteration):
+    bench.item_model("Office", data, "lite", 0, tmp_path / "emb", run)
+  steps, period, patience = (quality.ITEM_LONG_SCHEDULES if
+                             schedule == "cpu_long" else
+                             quality.ITEM_SCHEDULES)["lite"]
+  assert (steps, patience) != (600, 3) or schedule == "cpu"
+  b = captured["bindings"]
+  assert f"TRAIN_STEPS = {steps}" in b
+  assert f"EVAL_PERIOD = {period}" in b
+  assert f"PATIENCE = {patience}" in b
+  assert captured["files"][-1] == quality.ITEM_MODELS["lite"]
 
 
 def test_category_needs_one_inter_file(tmp_path):
