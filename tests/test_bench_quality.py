@@ -94,22 +94,37 @@ def test_table_single_seed_has_no_std():
   assert "±" not in text and "| Office | learn | cpu | 1 | 0.0500 |" in text
 
 
-@pytest.mark.parametrize("name", ["Office", "Beauty"])
-def test_cpu_long_bindings(name, tmp_path, monkeypatch):
-  """`cpu_long` trains at the CPU width with dropout and early stopping."""
+def _capture_gin(monkeypatch, data: pathlib.Path, name: str) -> dict:
+  """Makes `parse_gin` record its files and bindings, then stop training.
+
+  Args:
+    monkeypatch: pytest's fixture.
+    data: a folder to turn into an (empty) LC-Rec data set.
+    name: its category.
+
+  Returns:
+    The dict that receives `files` and `bindings`.
+  """
+  from recjax import gin_utils  # pylint: disable=g-import-not-at-top
   captured = {}
 
   def fake_parse(files, bindings):
     captured["files"], captured["bindings"] = list(files), list(bindings)
     raise StopIteration  # stop before training
 
-  import tasks  # pylint: disable=g-import-not-at-top
-  from recjax import gin_utils  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(gin_utils, "parse_gin", fake_parse)
-  monkeypatch.setattr(tasks, "register_tiger_task", lambda *a, **k: None)
-  data = tmp_path / "Data"
   data.mkdir()
   (data / f"{name}.inter.json").write_text("{}")
+  return captured
+
+
+@pytest.mark.parametrize("name", ["Office", "Beauty"])
+def test_cpu_long_bindings(name, tmp_path, monkeypatch):
+  """`cpu_long` trains at the CPU width with dropout and early stopping."""
+  import tasks  # pylint: disable=g-import-not-at-top
+  data = tmp_path / "Data"
+  captured = _capture_gin(monkeypatch, data, name)
+  monkeypatch.setattr(tasks, "register_tiger_task", lambda *a, **k: None)
   bench = quality.Bench(tmp_path, "cpu_long")
   with pytest.raises(StopIteration):
     bench.generative(name, data, "tiger", 0, tmp_path / "sid",
@@ -145,17 +160,8 @@ def test_run_dir_layout(tmp_path):
 @pytest.mark.parametrize("schedule", ["cpu", "cpu_long"])
 def test_item_schedule_bindings(schedule, tmp_path, monkeypatch):
   """LITE trains its `cpu` budget or its longer `cpu_long` one."""
-  captured = {}
-
-  def fake_parse(files, bindings):
-    captured["files"], captured["bindings"] = list(files), list(bindings)
-    raise StopIteration  # stop before training
-
-  from recjax import gin_utils  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(gin_utils, "parse_gin", fake_parse)
   data = tmp_path / "Data"
-  data.mkdir()
-  (data / "Office.inter.json").write_text("{}")
+  captured = _capture_gin(monkeypatch, data, "Office")
   bench = quality.Bench(tmp_path, schedule)
   run = bench.run_dir("Office", "lite", 0)
   with pytest.raises(StopIteration):
