@@ -13,6 +13,8 @@ _RUNTIME = [
     "importlib_resources>=6",
     "gin-config>=0.5",
     "clu>=0.0.12",
+    # clu's TensorBoard writer imports it; TensorFlow 2.21 no longer pulls it.
+    "tensorboard>=2.16",
     "tokenizers>=0.19",
     "safetensors>=0.4",
     "numpy>=1.26",

@@ -39,8 +39,10 @@ class Summaries:
         from clu import metric_writers  # pylint: disable=g-import-not-at-top
         self._writer = metric_writers.create_default_writer(
             str(self.model_dir / "tensorboard"), asynchronous=False)
-      except ImportError:
-        logging.info("clu/TensorFlow not importable: no TensorBoard files.")
+      except ImportError as e:
+        logging.warning("No TensorBoard files in %s: %s (install recjax's "
+                        "dependencies: `pip install -e .`, which lists "
+                        "clu and tensorboard).", self.model_dir, e)
     self._history = open(self.model_dir / "history.jsonl", "a",
                          encoding="utf-8")
 

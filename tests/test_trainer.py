@@ -176,15 +176,3 @@ def test_bad_config():
   with pytest.raises(ConfigError, match="max_train_seconds must be >= 0"):
     trainer_lib.TrainerConfig(max_train_seconds=-1)
 
-
-def test_schedules():
-  rsqrt = optimizers.ScheduleConfig("rsqrt", 1e-2, warmup_steps=100).build(10)
-  assert float(rsqrt(50)) == pytest.approx(1e-2)
-  assert float(rsqrt(399)) == pytest.approx(1e-2 * 0.5)
-  cos = optimizers.ScheduleConfig("cosine", 1.0, warmup_steps=10).build(110)
-  assert float(cos(0)) == 0.0 and float(cos(10)) == pytest.approx(1.0)
-  assert float(cos(110)) == pytest.approx(0.0, abs=1e-6)
-  with pytest.raises(ConfigError, match="Unknown schedule"):
-    optimizers.ScheduleConfig("nope").build(10)
-  with pytest.raises(ConfigError, match="Unknown optimizer"):
-    optimizers.OptimizerConfig("nope").build(10)
