@@ -138,6 +138,9 @@ class Trainer:
     self.model = model
     self.config = config
     self.model_dir = model_dir
+    # Wall seconds of training + validation since step 0, resumes included
+    # (also logged as `train/elapsed_seconds`); set by `train`.
+    self.elapsed_seconds = 0.0
     self.partitioner = partitioner or Partitioner()
     self.partitioner.check_batch_size(config.batch_size)
     self.tx = optimizer.build(max(config.num_train_steps, 1))
@@ -251,6 +254,8 @@ class Trainer:
     batches = source.batches(start)
     t0, seen, accum = time.time(), 0, {}
     began = t0
+    # Wall time since step 0, carried over resumes (from the history).
+    offset = self._elapsed_at(start) if start else 0.0
     step = start
     try:
       for step in range(start + 1, cfg.num_train_steps + 1):
@@ -274,6 +279,7 @@ class Trainer:
               "train/learning_rate": float(self._learning_rate(step)),
               "train/steps_per_s": seen / dt,
               "train/examples_per_s": seen * cfg.batch_size / dt,
+              "train/elapsed_seconds": offset + time.time() - began,
           }
           for name in MEAN_METRICS[1:]:
             if name in host:
@@ -306,14 +312,23 @@ class Trainer:
               break
         if out_of_time:
           break
+      self.elapsed_seconds = offset + time.time() - began
       if step > start:
         self.checkpointer.save(step, state, force=True)
+        writer.write(step, {"train/elapsed_seconds": self.elapsed_seconds})
     finally:
       self.checkpointer.wait()
       writer.close()
     if jax.process_index() == 0:
       summaries.plot_curves(self.model_dir)
     return state
+
+  def _elapsed_at(self, step: int) -> float:
+    """`train/elapsed_seconds` logged at or before `step` (0 if none)."""
+    values = [r["train/elapsed_seconds"]
+              for r in summaries.read_history(self.model_dir)
+              if r["step"] <= step and "train/elapsed_seconds" in r]
+    return max(values, default=0.0)
 
   def _out_of_time(self, began: float) -> bool:
     """Whether the time budget is spent, as process 0 sees it."""

@@ -10,6 +10,7 @@ from recjax import checkpoints
 from recjax import models
 from recjax import network
 from recjax import optimizers
+from recjax import summaries
 from recjax import trainer as trainer_lib
 from recjax.errors import ConfigError
 from recjax.tokens import SemanticIdLayout
@@ -77,7 +78,10 @@ def test_loss_decreases_and_history_written(tmp_path):
   losses = [r["train/loss"] for r in rows if "train/loss" in r]
   assert losses[-1] < 0.6 * losses[0]
   assert (tmp_path / "curves.png").exists()
-  assert rows[-1]["train/examples_per_s"] > 0
+  assert rows[-2]["train/examples_per_s"] > 0
+  # The last row: wall time of the whole run, validation included.
+  assert rows[-1] == {"step": 60, "train/elapsed_seconds":
+                      tr.elapsed_seconds}
 
 
 def test_microbatches_match_full_batch(tmp_path):
@@ -161,13 +165,33 @@ def test_time_budget_stops_validates_and_resumes_bit_exact(tmp_path):
   assert boxed.checkpointer.latest_step() == 5
   rows = [json.loads(line) for line in open(tmp_path / "boxed" /
                                             "history.jsonl")]
-  assert [r["step"] for r in rows] == [5, 5]  # train summary + validation
+  # Train summary, validation, elapsed wall time.
+  assert [r["step"] for r in rows] == [5, 5, 5]
   # Without the budget the same model_dir resumes to the end, bit exact.
   out = _trainer(tmp_path / "boxed", 12, model=_model(dropout=0.1)).train(
       _Source(data, 16))
   assert int(out.step) == 12
   for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(out.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_elapsed_seconds_continue_over_a_resume(tmp_path):
+  data = _data()
+  first = _trainer(tmp_path, 5)
+  first.train(_Source(data, 16))
+  # Pretend the first call took an hour: the resumed run adds to it.
+  history = tmp_path / "history.jsonl"
+  rows = [json.loads(line) for line in open(history)]
+  assert [r["train/elapsed_seconds"] for r in rows] == pytest.approx(
+      [first.elapsed_seconds] * 2, abs=1.0)
+  with open(history, "a") as f:
+    f.write(json.dumps({"step": 5, "train/elapsed_seconds": 3600.0}) + "\n")
+  second = _trainer(tmp_path, 10)
+  second.train(_Source(data, 16))
+  assert 3600.0 < second.elapsed_seconds < 3600.0 + 600
+  logged = [r["train/elapsed_seconds"] for r in summaries.read_history(
+      tmp_path) if r["step"] == 10]
+  assert logged and min(logged) > 3600.0
 
 
 def test_bad_config():
