@@ -75,7 +75,7 @@ def four_devices():
              JAX_PLATFORMS="cpu")
   env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
   proc = subprocess.run([sys.executable, "-c", _FOUR_DEVICES], env=env,
-                        capture_output=True, text=True, timeout=300,
+                        capture_output=True, text=True, timeout=900,
                         check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(proc.stdout)

@@ -169,6 +169,6 @@ def test_command_line_reports_bad_embeddings(tmp_path):
        "--gin_file=runs/train_items.gin", f"--gin_file={gin_file}",
        f"--gin.MODEL_DIR='{tmp_path / 'cli'}'",
        f"--gin.EMBEDDINGS_DIR='{bad}'"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert f"error: {bad / 'embeddings.npy'}" in proc.stderr
