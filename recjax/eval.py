@@ -8,7 +8,9 @@ Restores the best (or latest) checkpoint, decodes the top-K items of every
 user with constrained beam search, and reports Recall@K, NDCG@K, MRR, the
 invalid-ID rate and coverage under both history policies: "all items"
 (TIGER's protocol) and "seen items excluded" (the user's history is excluded
-inside the beam). Writes `<model_dir>/eval_<split>.json`.
+inside the beam). Writes `<model_dir>/eval_<split>.json` and, with
+`--gin.recjax.eval.evaluate.write_predictions=True`, the ranked lists
+(`predictions_<split>.npz`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import jax
 
 from recjax import checkpoints
 from recjax import evaluation
+from recjax import io_utils
 from recjax import models
 from recjax import run_lib
 from recjax.tokens import SemanticIdLayout
@@ -33,7 +36,9 @@ def evaluate(*, model_dir: str, dataset_cfg: run_lib.DatasetConfig,
              eval_config: evaluation.EvalConfig | None = None,
              semantic_ids_dir: str | None = None,
              checkpoint: str = "best",
-             both_history_policies: bool = True) -> dict[str, float]:
+             both_history_policies: bool = True,
+             write_predictions: bool = False,
+             output_dir: str | None = None) -> dict[str, float]:
   """Evaluates a trained run on a split.
 
   Args:
@@ -45,6 +50,13 @@ def evaluate(*, model_dir: str, dataset_cfg: run_lib.DatasetConfig,
     checkpoint: 'best' or 'latest'.
     both_history_policies: report "all items" and, prefixed `excl/`,
       "seen items excluded".
+    write_predictions: also write each policy's ranked lists to
+      `predictions_<split>[_excl].npz` in `output_dir` (`items`, `scores`,
+      `targets`; one row per user in split order, see
+      `recjax.evaluation.Predictions`), for error analysis, re-ranking or
+      significance tests.
+    output_dir: where `eval_<split>.json` and the predictions are written
+      (default: `model_dir`).
 
   Returns:
     `{f"{split}/{metric}": value}`.
@@ -67,13 +79,18 @@ def evaluate(*, model_dir: str, dataset_cfg: run_lib.DatasetConfig,
   if both_history_policies:
     policies = [False, True]
   results: dict[str, float] = {"step": step}
+  out = pathlib.Path(output_dir or model_dir)
   for exclude in policies:
     evaluator = evaluation.RankingEvaluator(
         model, trie, dataclasses.replace(eval_config, exclude_seen=exclude))
     prefix = f"{split}_excl" if exclude else split
-    for k, v in evaluator.evaluate(params, batches.epoch(0)).items():
+    predictions = evaluator.predict(params, batches.epoch(0))
+    for k, v in evaluator.metrics(predictions).items():
       results[f"{prefix}/{k}"] = float(v)
-  run_lib.write_json(pathlib.Path(model_dir) / f"eval_{split}.json", results)
+    if write_predictions:
+      io_utils.save_npz_atomic(out / f"predictions_{prefix}.npz",
+                               **predictions._asdict())
+  run_lib.write_json(out / f"eval_{split}.json", results)
   return results
 
 

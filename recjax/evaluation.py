@@ -21,6 +21,7 @@ import functools
 from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +49,21 @@ def excluded_items(batch: Mapping[str, np.ndarray]) -> np.ndarray:
       return np.asarray(batch[key])
   raise KeyError(f"exclude_seen needs a {SEEN_ITEMS!r} or {HISTORY_ITEMS!r} "
                  f"feature; the batch has {sorted(batch)}.")
+
+
+class Predictions(NamedTuple):
+  """Ranked lists of an evaluation, one row per user (best first).
+
+  Attributes:
+    items: int32 `[users, num_decodes]` item indices, -1 where the beam
+      found no item.
+    scores: float32 `[users, num_decodes]` ranking scores (-inf = none).
+    targets: int32 `[users]` held-out items.
+  """
+
+  items: np.ndarray
+  scores: np.ndarray
+  targets: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,18 +113,34 @@ class RankingEvaluator:
                                  excluded)
     return np.asarray(items), np.asarray(scores)
 
+  def predict(self, params: PyTree,
+              batches: Iterable[Mapping[str, np.ndarray]]) -> Predictions:
+    """Ranked lists of every (unmasked) row of `batches`, in batch order."""
+    items, scores, targets = [], [], []
+    for batch in batches:
+      rec, score = self.recommend(params, batch)
+      mask = np.asarray(batch.get("mask", np.ones(len(rec), bool)), bool)
+      items.append(rec[mask])
+      scores.append(score[mask])
+      targets.append(np.asarray(batch["target_item"])[mask])
+    k = self.config.num_decodes
+    if not items:
+      return Predictions(np.zeros((0, k), np.int32),
+                         np.zeros((0, k), np.float32), np.zeros(0, np.int32))
+    return Predictions(np.concatenate(items).astype(np.int32),
+                       np.concatenate(scores).astype(np.float32),
+                       np.concatenate(targets).astype(np.int32))
+
   def evaluate(self, params: PyTree,
                batches: Iterable[Mapping[str, np.ndarray]]
                ) -> dict[str, float]:
     """Metrics over all (unmasked) rows of `batches`."""
-    preds, targets = [], []
-    for batch in batches:
-      items, _ = self.recommend(params, batch)
-      mask = np.asarray(batch.get("mask", np.ones(len(items), bool)), bool)
-      preds.append(items[mask])
-      targets.append(np.asarray(batch["target_item"])[mask])
-    if not preds:
+    return self.metrics(self.predict(params, batches))
+
+  def metrics(self, predictions: Predictions) -> dict[str, float]:
+    """`recjax.metrics.ranking_metrics` of `predict`'s lists."""
+    if not len(predictions.targets):
       return {}
     return metrics_lib.ranking_metrics(
-        np.concatenate(preds), np.concatenate(targets), ks=self.config.ks,
+        predictions.items, predictions.targets, ks=self.config.ks,
         num_items=self.trie.num_items)

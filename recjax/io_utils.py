@@ -7,7 +7,9 @@ import os
 import pathlib
 import shutil
 import tempfile
+from collections.abc import Callable
 from collections.abc import Iterator
+from typing import BinaryIO
 
 
 @contextlib.contextmanager
@@ -41,6 +43,23 @@ def atomic_directory(dest: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
     raise
 
 
+def _write_atomic(path: str | os.PathLike[str],
+                  write: Callable[[BinaryIO], None]) -> pathlib.Path:
+  """Calls `write` on a temporary sibling of `path`, then renames it."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      write(f)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  return path
+
+
 def save_npy_atomic(path: str | os.PathLike[str], array: object
                     ) -> pathlib.Path:
   """Writes `array` to a `.npy` file through a temporary sibling + rename.
@@ -53,15 +72,19 @@ def save_npy_atomic(path: str | os.PathLike[str], array: object
     The path written; on an exception no file (and no temporary) is left.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.save(f, array)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  return path
+  return _write_atomic(path, lambda f: np.save(f, array))
+
+
+def save_npz_atomic(path: str | os.PathLike[str], **arrays: object
+                    ) -> pathlib.Path:
+  """Writes named arrays to a `.npz` file through a temporary + rename.
+
+  Args:
+    path: destination file (parents are created).
+    **arrays: name -> anything `numpy.savez` accepts.
+
+  Returns:
+    The path written; on an exception no file (and no temporary) is left.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  return _write_atomic(path, lambda f: np.savez(f, **arrays))

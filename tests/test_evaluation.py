@@ -98,3 +98,23 @@ def test_exclusion_needs_a_history_feature(setup):
   assert evaluation.excluded_items(batch) is not None
   np.testing.assert_array_equal(evaluation.excluded_items(batch),
                                 batch["seen_items"])
+
+
+def test_predict_keeps_unmasked_rows_in_order(setup):
+  _, params, _, batch = setup
+  evaluator = _evaluator(setup, False, num_decodes=10)
+  pred = evaluator.predict(params, [batch, batch])
+  items, scores = evaluator.recommend(params, batch)
+  mask = batch["mask"]
+  np.testing.assert_array_equal(pred.items,
+                                np.concatenate([items[mask], items[mask]]))
+  np.testing.assert_allclose(pred.scores,
+                             np.concatenate([scores[mask], scores[mask]]))
+  np.testing.assert_array_equal(pred.targets[:BATCH - 1],
+                                batch["target_item"][mask])
+  doubled = evaluator.metrics(pred)
+  single = evaluator.evaluate(params, [batch])
+  assert doubled.pop("num_examples") == 2 * single.pop("num_examples")
+  assert doubled == pytest.approx(single)
+  empty = evaluator.predict(params, [])
+  assert empty.items.shape == (0, 10) and evaluator.metrics(empty) == {}

@@ -73,3 +73,22 @@ def test_save_npy_atomic_failure_keeps_old_file(tmp_path):
     io_utils.save_npy_atomic(path, Unsaveable())
   np.testing.assert_array_equal(np.load(path), np.zeros(3))
   assert os.listdir(tmp_path) == ["codes.npy"]
+
+
+def test_save_npz_atomic_roundtrip_and_failure(tmp_path):
+  path = io_utils.save_npz_atomic(tmp_path / "p.npz", a=np.arange(3),
+                                  b=np.ones((2, 2), np.float32))
+  with np.load(path) as f:
+    assert sorted(f.files) == ["a", "b"]
+    np.testing.assert_array_equal(f["a"], np.arange(3))
+
+  class Unsaveable:
+
+    def __array__(self, *args, **kwargs):
+      raise ValueError("cannot convert")
+
+  with pytest.raises(ValueError, match="cannot convert"):
+    io_utils.save_npz_atomic(path, a=Unsaveable())
+  with np.load(path) as f:  # the old file is intact
+    np.testing.assert_array_equal(f["a"], np.arange(3))
+  assert os.listdir(tmp_path) == ["p.npz"]

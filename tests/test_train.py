@@ -20,6 +20,7 @@ import tiny_semantic_ids
 
 from recjax import checkpoints
 from recjax import gin_utils
+from recjax import metrics as metrics_lib
 from recjax.errors import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -84,13 +85,25 @@ def test_train_eval_infer(task_gin, tmp_path):
                 if p.name.isdigit()) == ["10", "20", "30"]
   assert any(p.name.isdigit() for p in (model_dir / "best").iterdir())
 
-  _parse(["runs/eval.gin", task_gin])
+  _parse(["runs/eval.gin", task_gin],
+         ["recjax.eval.evaluate.write_predictions = True"])
   results = gin.get_configurable("recjax.eval.evaluate")()
   for key in ("test/recall@5", "test/ndcg@5", "test_excl/recall@5",
               "test/invalid_rate", "test/mrr"):
     assert key in results
   assert results["test/invalid_rate"] == 0.0
   assert json.loads((model_dir / "eval_test.json").read_text()) == results
+  # The written ranked lists reproduce the reported metrics.
+  ks = sorted(int(k.split("@")[1]) for k in results
+              if k.startswith("test/recall@"))
+  for prefix in ("test", "test_excl"):
+    with np.load(model_dir / f"predictions_{prefix}.npz") as f:
+      again = metrics_lib.ranking_metrics(f["items"], f["targets"],
+                                          ks=tuple(ks), num_items=60)
+      assert f["items"].shape == (100, max(ks))
+      assert np.all(np.diff(f["scores"], axis=1) <= 1e-6)
+    for k, v in again.items():
+      assert results[f"{prefix}/{k}"] == pytest.approx(v), k
 
   from recjax import datasets  # pylint: disable=g-import-not-at-top
   ds = datasets.load("synthetic", num_users=100, num_items=60,

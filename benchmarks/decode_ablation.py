@@ -1,0 +1,191 @@
+"""Is a generative model's gap in its search? Beam width and popularity.
+
+A trained generative cell of `benchmarks/quality.py` is decoded again on a
+split with several constrained beam widths (`recjax.eval.evaluate`, "all
+items" policy, ranked lists written), and every list is re-ranked by
+
+    log p(item | user) - alpha * log prior(item),
+
+where `prior` is the item's add-one-smoothed popularity in the training
+sequences (alpha = 0: the model's own order). The top `--k` of each list
+are scored. If a wider beam or a popularity correction lifted NDCG, the
+gap to an item-level model would be in decoding; if neither does, it is in
+the model's scores. Choose alpha on `validation`, then read `test`.
+
+  .venv/bin/python benchmarks/decode_ablation.py --dataset Office \\
+      --method letter_tiger_calrec --seed 0 --split validation \\
+      --beams 20,50,100 --alphas 0,0.1,0.2,0.5
+
+The cell must have been trained (same `--schedule`). Prints a table with
+Recall/NDCG@5/10 and coverage@10 and the ratio of NDCG@10 to the protocol
+row (beam 20, alpha 0) measured in the same run; the decodes are kept in
+`runs/decode_ablation/<dataset>-<method>-<schedule>-seed<k>/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import quality  # noqa: E402
+
+from recjax import datasets  # noqa: E402
+from recjax import metrics as metrics_lib  # noqa: E402
+
+COLUMNS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "coverage@10")
+
+
+def popularity_log_prior(ds: datasets.CanonicalDataset) -> np.ndarray:
+  """Log of add-one-smoothed item frequencies in the training sequences.
+
+  Args:
+    ds: the dataset; counted are the items before each user's validation
+      target (the training split's histories and targets).
+
+  Returns:
+    float64 `[num_items]`, log-probabilities that sum (in probability) to 1.
+  """
+  train = datasets.leave_one_out(ds, max_history=None)["train"]
+  counts = np.bincount(np.concatenate([train.history_flat, train.targets]),
+                       minlength=ds.num_items).astype(np.float64) + 1.0
+  return np.log(counts / counts.sum())
+
+
+def rerank(items: np.ndarray, scores: np.ndarray, log_prior: np.ndarray,
+           alpha: float, k: int) -> np.ndarray:
+  """Top-`k` of each list by `scores - alpha * log_prior[item]`.
+
+  Args:
+    items: int `[users, beams]`, -1 where the beam found no item.
+    scores: float `[users, beams]` log-probabilities (or ranking scores).
+    log_prior: float `[num_items]`.
+    alpha: weight of the popularity correction (0 keeps the order).
+    k: list length kept (at most `beams`).
+
+  Returns:
+    int `[users, k]`; -1 entries rank last; ties keep the beam order.
+
+  Raises:
+    ValueError: for `k` outside `[1, beams]` or mismatched shapes.
+  """
+  items = np.asarray(items)
+  scores = np.asarray(scores, np.float64)
+  if items.shape != scores.shape or items.ndim != 2:
+    raise ValueError(f"items {items.shape} and scores {scores.shape} must "
+                     "be the same [users, beams] shape.")
+  if not 1 <= k <= items.shape[1]:
+    raise ValueError(f"k={k} must be in [1, {items.shape[1]}] (the beams "
+                     "decoded).")
+  valid = items >= 0
+  adjusted = scores - alpha * np.asarray(log_prior)[np.where(valid, items, 0)]
+  adjusted = np.where(valid, adjusted, -np.inf)
+  order = np.argsort(-adjusted, axis=1, kind="stable")
+  return np.take_along_axis(items, order, axis=1)[:, :k]
+
+
+def _decode(bench: quality.Bench, name: str, folder: pathlib.Path,
+            method: str, seed: int, split: str, beams: int,
+            out: pathlib.Path) -> dict[str, np.ndarray]:
+  """Decodes `split` with `beams` beams; returns the written lists."""
+  import gin  # pylint: disable=g-import-not-at-top
+
+  from recjax import gin_utils  # pylint: disable=g-import-not-at-top
+  path = out / f"predictions_{split}.npz"
+  if not path.exists():
+    run = bench.run_dir(name, method, seed)
+    if not (run / "best").is_dir():
+      raise SystemExit(
+          f"{run} has no best checkpoint: train the cell first with "
+          f"benchmarks/quality.py --datasets {name} --methods {method} "
+          f"--seeds {seed} --schedule {bench.schedule}")
+    sid = bench.semantic_ids_of(name, folder, method, seed)
+    task = bench.register_task(name, folder, method, seed, sid)
+    bindings = [f"MIXTURE_OR_TASK_NAME = '{task}'", f"MODEL_DIR = '{run}'",
+                f"EVAL_SPLIT = '{split}'", f"NUM_DECODES = {beams}",
+                "recjax.eval.evaluate.both_history_policies = False",
+                "recjax.eval.evaluate.write_predictions = True",
+                f"recjax.eval.evaluate.output_dir = '{out}'"]
+    schedule = {"cpu": quality.CPU_GENERATIVE,
+                "cpu_long": quality.CPU_LONG_GENERATIVE}
+    bindings += list(schedule.get(bench.schedule, ()))
+    gin.clear_config()
+    gin_utils.parse_gin(["runs/train.gin", "runs/eval.gin",
+                         quality.EXPERIMENTS[method]], bindings)
+    gin.get_configurable("recjax.eval.evaluate")()
+  with np.load(path) as f:
+    return {key: f[key] for key in f.files}
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
+  """Decodes, re-ranks and prints the table; returns its rows."""
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--dataset", default="Office")
+  parser.add_argument("--data_root", default=str(REPO.parent / "shared" /
+                                                 "data"))
+  parser.add_argument("--method", default="letter_tiger_calrec",
+                      choices=sorted(quality.EXPERIMENTS))
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--schedule", default="cpu_long",
+                      choices=("cpu", "cpu_long", "full"))
+  parser.add_argument("--split", default="validation",
+                      choices=("validation", "test"))
+  parser.add_argument("--beams", default="20,50,100")
+  parser.add_argument("--alphas", default="0,0.1,0.2,0.3,0.5")
+  parser.add_argument("--k", type=int, default=20,
+                      help="list length scored (at most the smallest beam)")
+  parser.add_argument("--cache_dir", default=str(REPO / "runs" /
+                                                 "bench_quality"))
+  parser.add_argument("--out", default=str(REPO / "runs" /
+                                           "decode_ablation"))
+  args = parser.parse_args(argv)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.chdir(REPO)
+  beams = sorted({int(b) for b in args.beams.split(",") if b})
+  alphas = [float(a) for a in args.alphas.split(",") if a]
+  if not beams or args.k > beams[0]:
+    raise SystemExit(f"--k {args.k} needs every --beams >= it (got "
+                     f"{args.beams}).")
+  folder = pathlib.Path(args.data_root) / quality.FOLDERS.get(
+      args.dataset, args.dataset.lower())
+  bench = quality.Bench(pathlib.Path(args.cache_dir), args.schedule)
+  ds, _ = bench.dataset(args.dataset, folder)
+  log_prior = popularity_log_prior(ds)
+  cell = f"{args.dataset}-{args.method}-{args.schedule}-seed{args.seed}"
+  rows = []
+  for b in beams:
+    pred = _decode(bench, args.dataset, folder, args.method, args.seed,
+                   args.split, b, pathlib.Path(args.out) / cell / f"beam{b}")
+    for alpha in alphas:
+      ranked = rerank(pred["items"], pred["scores"], log_prior, alpha,
+                      args.k)
+      m = metrics_lib.ranking_metrics(ranked, pred["targets"], ks=(5, 10),
+                                      num_items=ds.num_items)
+      rows.append({"beams": b, "alpha": alpha,
+                   **{c: float(m[c]) for c in COLUMNS}})
+  base = next((r["ndcg@10"] for r in rows
+               if r["beams"] == 20 and r["alpha"] == 0.0), rows[0]["ndcg@10"])
+  print(f"{cell}, {args.split} ({len(pred['targets'])} users), top "
+        f"{args.k} of each list:")
+  print("| beams | alpha | " + " | ".join(COLUMNS) + " | ndcg@10 ratio |")
+  print("|---|---|" + "---|" * (len(COLUMNS) + 1))
+  for r in rows:
+    print(f"| {r['beams']} | {r['alpha']:g} | "
+          + " | ".join(f"{r[c]:.4f}" for c in COLUMNS)
+          + f" | {r['ndcg@10'] / base:.3f} |")
+  (pathlib.Path(args.out) / cell / f"{args.split}.json").write_text(
+      json.dumps(rows, indent=1))
+  return rows
+
+
+if __name__ == "__main__":
+  main()
