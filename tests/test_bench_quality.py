@@ -5,25 +5,17 @@ cover the bookkeeping that makes results from different sessions
 tabulate together, and the schedule bindings each cell is trained with.
 """
 
-import importlib.util
 import json
 import pathlib
 
+import bench_scripts
 import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load():
-  spec = importlib.util.spec_from_file_location(
-      "bench_quality", REPO / "benchmarks" / "quality.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-quality = _load()
+quality = bench_scripts.load("quality")
 
 
 def _row(dataset="Office", method="tiger", schedule="cpu_long", seed=0,

@@ -5,9 +5,7 @@ decode itself is `recjax.eval.evaluate` (tested in `test_train.py`). These
 tests cover what the script adds: the popularity prior and the re-ranking.
 """
 
-import importlib.util
-import pathlib
-
+import bench_scripts
 import hypothesis
 import hypothesis.strategies as st
 import numpy as np
@@ -15,18 +13,7 @@ import pytest
 
 from recjax.datasets import canonical
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _load():
-  spec = importlib.util.spec_from_file_location(
-      "decode_ablation", REPO / "benchmarks" / "decode_ablation.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-ablation = _load()
+ablation = bench_scripts.load("decode_ablation")
 
 
 def test_prior_counts_training_items_add_one():
