@@ -110,14 +110,15 @@ def _capture_gin(monkeypatch, data: pathlib.Path, name: str) -> dict:
   return captured
 
 
+@pytest.mark.parametrize("schedule", ["cpu_long", "cpu_xl"])
 @pytest.mark.parametrize("name", ["Office", "Beauty"])
-def test_cpu_long_bindings(name, tmp_path, monkeypatch):
-  """`cpu_long` trains at the CPU width with dropout and early stopping."""
+def test_cpu_long_bindings(name, schedule, tmp_path, monkeypatch):
+  """`cpu_long`/`cpu_xl`: the CPU width, dropout, early stopping."""
   import tasks  # pylint: disable=g-import-not-at-top
   data = tmp_path / "Data"
   captured = _capture_gin(monkeypatch, data, name)
   monkeypatch.setattr(tasks, "register_tiger_task", lambda *a, **k: None)
-  bench = quality.Bench(tmp_path, "cpu_long")
+  bench = quality.Bench(tmp_path, schedule)
   with pytest.raises(StopIteration):
     bench.generative(name, data, "tiger", 0, tmp_path / "sid",
                      tmp_path / "run")
@@ -125,7 +126,15 @@ def test_cpu_long_bindings(name, tmp_path, monkeypatch):
   assert "recjax.network.TransformerConfig.dropout_rate = 0.1" in b
   assert "recjax.network.TransformerConfig.dropout_rate = 0.0" not in b
   assert "recjax.trainer.TrainerConfig.patience = 3" in b
-  assert f"TRAIN_STEPS = {quality.CPU_LONG_STEPS[name]}" in b
+  assert "recjax.network.TransformerConfig.emb_dim = 64" in b
+  steps, period = (
+      (quality.CPU_LONG_STEPS[name], quality.CPU_LONG_EVAL_PERIOD[name])
+      if schedule == "cpu_long" else
+      (quality.CPU_XL_STEPS[name], quality.CPU_XL_EVAL_PERIOD[name]))
+  assert f"TRAIN_STEPS = {steps}" in b
+  assert f"EVAL_PERIOD = {period}" in b
+  if schedule == "cpu_xl":
+    assert steps == 3 * quality.CPU_LONG_STEPS[name]
   # Beauty validates on 5,000 users; Office on all of them.
   expected = {"Office": None, "Beauty": 5000}[name]
   assert f"MAX_EVAL_EXAMPLES = {expected}" in b
@@ -147,6 +156,14 @@ def test_run_dir_layout(tmp_path):
       tmp_path / "Beauty" / "lite-cpu_long" / "seed0")
   assert quality.Bench(tmp_path, "device").run_dir("Beauty", "learn", 0) == (
       tmp_path / "Beauty" / "learn-cpu" / "seed0")
+  # `cpu_xl` lengthens the generative models only.
+  xl = quality.Bench(tmp_path, "cpu_xl")
+  assert xl.run_dir("Office", "letter_tiger_calrec", 0) == (
+      tmp_path / "Office" / "letter_tiger_calrec-cpu_xl" / "seed0")
+  assert xl.run_dir("Office", "lite", 0) == (
+      tmp_path / "Office" / "lite-cpu_long" / "seed0")
+  assert xl.run_dir("Office", "sasrec_recbole", 0) == (
+      tmp_path / "Office" / "sasrec_recbole-cpu" / "seed0")
 
 
 @pytest.mark.parametrize("schedule", ["cpu", "cpu_long"])
