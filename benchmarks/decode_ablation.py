@@ -93,7 +93,7 @@ def rerank(items: np.ndarray, scores: np.ndarray, log_prior: np.ndarray,
   return np.take_along_axis(items, order, axis=1)[:, :k]
 
 
-def _decode(bench: quality.Bench, name: str, folder: pathlib.Path,
+def decode(bench: quality.Bench, name: str, folder: pathlib.Path,
             method: str, seed: int, split: str, beams: int,
             out: pathlib.Path) -> dict[str, np.ndarray]:
   """Decodes `split` with `beams` beams; returns the written lists."""
@@ -116,7 +116,8 @@ def _decode(bench: quality.Bench, name: str, folder: pathlib.Path,
                 "recjax.eval.evaluate.write_predictions = True",
                 f"recjax.eval.evaluate.output_dir = '{out}'"]
     schedule = {"cpu": quality.CPU_GENERATIVE,
-                "cpu_long": quality.CPU_LONG_GENERATIVE}
+                "cpu_long": quality.CPU_LONG_GENERATIVE,
+                "cpu_xl": quality.CPU_LONG_GENERATIVE}
     bindings += list(schedule.get(bench.schedule, ()))
     gin.clear_config()
     gin_utils.parse_gin(["runs/train.gin", "runs/eval.gin",
@@ -136,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
                       choices=sorted(quality.EXPERIMENTS))
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--schedule", default="cpu_long",
-                      choices=("cpu", "cpu_long", "full"))
+                      choices=("cpu", "cpu_long", "cpu_xl", "full"))
   parser.add_argument("--split", default="validation",
                       choices=("validation", "test"))
   parser.add_argument("--beams", default="20,50,100")
@@ -163,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
   cell = f"{args.dataset}-{args.method}-{args.schedule}-seed{args.seed}"
   rows = []
   for b in beams:
-    pred = _decode(bench, args.dataset, folder, args.method, args.seed,
+    pred = decode(bench, args.dataset, folder, args.method, args.seed,
                    args.split, b, pathlib.Path(args.out) / cell / f"beam{b}")
     for alpha in alphas:
       ranked = rerank(pred["items"], pred["scores"], log_prior, alpha,

@@ -231,18 +231,14 @@ class Bench:
       out.update({f"{prefix}/{k}": float(v) for k, v in res.items()})
     return out
 
-  def item_model(self, name: str, folder: pathlib.Path, method: str,
-                 seed: int, emb_dir: pathlib.Path | None,
-                 run: pathlib.Path) -> dict[str, float]:
-    """SASRec / LEARN / LITE through the `train_items` gin entry point."""
-    import gin  # pylint: disable=g-import-not-at-top
-
-    from recjax import gin_utils  # pylint: disable=g-import-not-at-top
-    from recjax import train_items  # pylint: disable=g-import-not-at-top
+  def item_bindings(self, name: str, folder: pathlib.Path, method: str,
+                    seed: int, emb_dir: pathlib.Path | None,
+                    run: pathlib.Path) -> list[str]:
+    """Gin bindings of an item-level cell (with `ITEM_MODELS[method]`)."""
     steps, period, patience = ITEM_SCHEDULES[method]
     if run.parent.name.endswith("-cpu_long"):
       steps, period, patience = ITEM_LONG_SCHEDULES[method]
-    bindings = [
+    return [
         f"MODEL_DIR = '{run}'",
         f"SEED = {seed}",
         f"TRAIN_STEPS = {steps}",
@@ -256,9 +252,19 @@ class Bench:
         "recjax.item_sequences.ItemDataConfig.cache_dir = "
         f"'{self.cache / name / 'item_data'}'",
     ] + list(ITEM_BINDINGS.get(method, ())) + list(self.extra_gin)
+
+  def item_model(self, name: str, folder: pathlib.Path, method: str,
+                 seed: int, emb_dir: pathlib.Path | None,
+                 run: pathlib.Path) -> dict[str, float]:
+    """SASRec / LEARN / LITE through the `train_items` gin entry point."""
+    import gin  # pylint: disable=g-import-not-at-top
+
+    from recjax import gin_utils  # pylint: disable=g-import-not-at-top
+    from recjax import train_items  # pylint: disable=g-import-not-at-top
     gin.clear_config()
-    gin_utils.parse_gin(["runs/train_items.gin", ITEM_MODELS[method]],
-                        bindings)
+    gin_utils.parse_gin(
+        ["runs/train_items.gin", ITEM_MODELS[method]],
+        self.item_bindings(name, folder, method, seed, emb_dir, run))
     del train_items
     return gin.get_configurable("recjax.train_items.train_items")()
 

@@ -47,6 +47,7 @@ _CONFIGURABLES: dict[str, tuple[str, ...]] = {
     "recjax.evaluation": ("EvalConfig",),
     "recjax.item_sequences": ("ItemDataConfig",),
     "recjax.train_items": ("train_items",),
+    "recjax.eval_items": ("evaluate_items",),
     "recjax.partitioning": ("DistributedConfig",),
     # tasks
     "recjax.numpy_batches": ("NumpyBatches",),

@@ -5,7 +5,8 @@ forward pass, takes the top `num_decodes` (optionally without each user's
 `history_items`, the "seen items excluded" protocol) and reports
 `recjax.metrics.ranking_metrics` over the real rows of the batches (rows
 whose `mask` is False are padding). `evaluate_both` reports both history
-policies from one forward pass and two top-Ks.
+policies from one forward pass and two top-Ks; `predict_both` returns
+the ranked lists behind them (`recjax.evaluation.Predictions`).
 
 Batches: `input_items` `[b, length]`, `target_item` `[b]`, `history_items`
 `[b, m]` (-1 padded; needed for exclusion) and optional `mask` `[b]`; see
@@ -24,6 +25,7 @@ import numpy as np
 
 from recjax import metrics as metrics_lib
 from recjax.evaluation import EvalConfig
+from recjax.evaluation import Predictions
 from recjax.item_models import ItemModel
 from recjax.item_models import top_k_items
 
@@ -64,11 +66,12 @@ class ItemRankingEvaluator:
     return aux["items"], aux["scores"]
 
   def _both_impl(self, params: PyTree, input_items: jax.Array,
-                 history_items: jax.Array) -> tuple[jax.Array, jax.Array]:
+                 history_items: jax.Array
+                 ) -> tuple[tuple[jax.Array, jax.Array],
+                            tuple[jax.Array, jax.Array]]:
     scores = self.model.item_scores(params, {"input_items": input_items})
-    every, _ = top_k_items(scores, self.k)
-    unseen, _ = top_k_items(scores, self.k, history_items)
-    return every, unseen
+    return (top_k_items(scores, self.k),
+            top_k_items(scores, self.k, history_items))
 
   def recommend(self, params: PyTree, batch: Batch
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -107,6 +110,44 @@ class ItemRankingEvaluator:
       targets.append(np.asarray(batch["target_item"])[keep])
     return self._metrics(preds, targets)
 
+  def predict_both(self, params: PyTree, batches: Iterable[Batch]
+                   ) -> tuple[Predictions, Predictions]:
+    """Ranked lists under both history policies, one forward pass a batch.
+
+    Args:
+      params: model parameters.
+      batches: evaluation batches with `history_items`.
+
+    Returns:
+      `(all_items, seen_excluded)`: one row per real row of `batches`, in
+      batch order; items -1 (score -inf) where none is left.
+    """
+    lists: list[list[np.ndarray]] = [[], [], [], []]
+    targets = []
+    for batch in batches:
+      (a, sa), (b, sb) = self._both(
+          params, jnp.asarray(batch["input_items"], jnp.int32),
+          jnp.asarray(batch["history_items"], jnp.int32))
+      keep = _rows(batch, len(a))
+      for out, value in zip(lists, (a, sa, b, sb)):
+        out.append(np.asarray(value)[keep])
+      targets.append(np.asarray(batch["target_item"])[keep])
+    if not targets:
+      empty = Predictions(np.zeros((0, self.k), np.int32),
+                          np.zeros((0, self.k), np.float32),
+                          np.zeros(0, np.int32))
+      return empty, empty
+    target = np.concatenate(targets).astype(np.int32)
+    items, scores, items_x, scores_x = (np.concatenate(v) for v in lists)
+    return (Predictions(items.astype(np.int32), scores.astype(np.float32),
+                        target),
+            Predictions(items_x.astype(np.int32),
+                        scores_x.astype(np.float32), target))
+
+  def metrics(self, predictions: Predictions) -> dict[str, float]:
+    """`recjax.metrics.ranking_metrics` of a `Predictions`."""
+    return self._metrics([predictions.items], [predictions.targets])
+
   def evaluate_both(self, params: PyTree, batches: Iterable[Batch],
                     prefix: str = "test") -> dict[str, float]:
     """Both history policies from one forward pass per batch.
@@ -120,17 +161,10 @@ class ItemRankingEvaluator:
       `{prefix}/<metric>` ranking over all items and `{prefix}_excl/<metric>`
       with each user's `history_items` excluded.
     """
-    every, unseen, targets = [], [], []
-    for batch in batches:
-      a, b = self._both(params, jnp.asarray(batch["input_items"], jnp.int32),
-                        jnp.asarray(batch["history_items"], jnp.int32))
-      a, b = np.asarray(a), np.asarray(b)
-      keep = _rows(batch, len(a))
-      every.append(a[keep])
-      unseen.append(b[keep])
-      targets.append(np.asarray(batch["target_item"])[keep])
-    out = {f"{prefix}/{k}": v for k, v in self._metrics(every,
-                                                        targets).items()}
+    every, unseen = self.predict_both(params, batches)
+    if not len(every.targets):
+      return {}
+    out = {f"{prefix}/{k}": v for k, v in self.metrics(every).items()}
     out.update({f"{prefix}_excl/{k}": v
-                for k, v in self._metrics(unseen, targets).items()})
+                for k, v in self.metrics(unseen).items()})
     return out

@@ -81,7 +81,7 @@ def load_item_embeddings(embeddings_dir: str, dataset: CanonicalDataset
   return np.asarray(emb, np.float32)
 
 
-def _model_meta(model: ItemModel, dataset: CanonicalDataset,
+def model_meta(model: ItemModel, dataset: CanonicalDataset,
                 data: ItemDataConfig,
                 item_embeddings: np.ndarray | None) -> dict[str, Any]:
   """What a checkpoint must match: the network and the catalog."""
@@ -98,6 +98,39 @@ def _model_meta(model: ItemModel, dataset: CanonicalDataset,
                          "num_items": dataset.num_items,
                          "fingerprint": dataset.fingerprint(),
                          "max_length": data.max_length}}
+
+
+def build(data: ItemDataConfig, model_fn: ModelFn,
+          embeddings_dir: str | None
+          ) -> tuple[item_sequences.ItemData, np.ndarray | None, ItemModel]:
+  """The data, frozen item embeddings and model of a run, checked.
+
+  Args:
+    data: dataset, history length and batch sizes.
+    model_fn: `model_fn(dataset, item_embeddings) -> ItemModel`.
+    embeddings_dir: frozen item embeddings (embed stage) or None.
+
+  Returns:
+    `(item_data, item_embeddings or None, model)`.
+
+  Raises:
+    ConfigError: a model over another catalog or a shorter history.
+  """
+  item_data = item_sequences.load(data)
+  ds = item_data.dataset
+  item_embeddings = None
+  if embeddings_dir is not None:
+    item_embeddings = load_item_embeddings(embeddings_dir, ds)
+  model = model_fn(ds, item_embeddings)
+  if int(model.num_items) != ds.num_items:
+    raise ConfigError(f"model_fn built a model over {model.num_items} items "
+                      f"but {ds.name!r} has {ds.num_items}.")
+  model_len = getattr(model, "max_length", None)
+  if model_len is not None and model_len < data.max_length:
+    raise ConfigError(
+        f"ItemDataConfig.max_length={data.max_length} exceeds the model's "
+        f"max_length={model_len}; bind both to %MAX_LENGTH.")
+  return item_data, item_embeddings, model
 
 
 def _resolve_epoch_periods(config: trainer_lib.TrainerConfig,
@@ -156,20 +189,8 @@ def train_items(model_dir: str,
         f"ItemDataConfig.batch_size={data.batch_size} differs from "
         f"TrainerConfig.batch_size={trainer_config.batch_size}; set one "
         "(or bind both to %BATCH_SIZE).")
-  item_data = item_sequences.load(data)
+  item_data, item_embeddings, model = build(data, model_fn, embeddings_dir)
   ds = item_data.dataset
-  item_embeddings = None
-  if embeddings_dir is not None:
-    item_embeddings = load_item_embeddings(embeddings_dir, ds)
-  model = model_fn(ds, item_embeddings)
-  if int(model.num_items) != ds.num_items:
-    raise ConfigError(f"model_fn built a model over {model.num_items} items "
-                      f"but {ds.name!r} has {ds.num_items}.")
-  model_len = getattr(model, "max_length", None)
-  if model_len is not None and model_len < data.max_length:
-    raise ConfigError(
-        f"ItemDataConfig.max_length={data.max_length} exceeds the model's "
-        f"max_length={model_len}; bind both to %MAX_LENGTH.")
   source = item_data.train_batches(trainer_config.batch_size)
   trainer_config = _resolve_epoch_periods(trainer_config, source.num_batches)
   print(f"train_items: {ds.name}: {ds.num_users:,} users, "
@@ -180,7 +201,7 @@ def train_items(model_dir: str,
   trainer = trainer_lib.Trainer(
       model, optimizer, trainer_config, source.input_shapes, model_dir,
       partitioner=partitioning.Partitioner(num_partitions),
-      meta=_model_meta(model, ds, data, item_embeddings))
+      meta=model_meta(model, ds, data, item_embeddings))
   evaluator = retrieval.ItemRankingEvaluator(model, eval_config)
   validation = item_data.eval_batches("validation")
   state = trainer.train(source,
