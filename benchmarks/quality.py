@@ -11,7 +11,9 @@ the test split under both history policies:
   the candidates — inside constrained decoding for generative models (a
   per-user exclusion set in the beam), from the score matrix otherwise.
 
-Methods: `popularity`, `sasrec` (original SASRec: pre-LN, loss at every
+Methods: `popularity`, `markov` (item-to-item transitions of the training
+sequences, `recjax.markov`; its history decay chosen on validation),
+`sasrec` (original SASRec: pre-LN, loss at every
 position), `sasrec_recbole` (RecBole's SASRec recipe: post-LN, every
 prefix, batch 2048, validation each epoch), `tiger`, `letter_tiger`
 (LETTER tokenizer with the CF item embeddings of `sasrec_recbole`, same
@@ -76,8 +78,13 @@ FOLDERS = {"Office": "amazon-office", "Beauty": "amazon-beauty"}
 # Rows measured by earlier runs (`--record`), so that a table can gather
 # seeds run in different sessions (`--from_records`).
 RECORDS = REPO / "benchmarks" / "results" / "quality.jsonl"
-METHODS = ("popularity", "sasrec", "sasrec_recbole", "tiger", "letter_tiger",
-           "tiger_calrec", "letter_tiger_calrec", "learn", "lite")
+METHODS = ("popularity", "markov", "sasrec", "sasrec_recbole", "tiger",
+           "letter_tiger", "tiger_calrec", "letter_tiger_calrec", "learn",
+           "lite")
+# Count-based baselines: nothing trained, no seed, no schedule.
+BASELINES = ("popularity", "markov")
+# History decays of `markov` tried on validation (0: the last item only).
+MARKOV_DECAYS = (0.0, 0.25, 0.5, 0.75, 1.0)
 GENERATIVE = ("tiger", "letter_tiger", "tiger_calrec", "letter_tiger_calrec")
 # Generative methods over LETTER codes (the rest use RQ-VAE codes).
 LETTER_METHODS = ("letter_tiger", "letter_tiger_calrec")
@@ -217,7 +224,7 @@ class Bench:
       # The item-level models' one (or `cpu`) schedule.
       schedule = ("cpu_long" if schedule in ("cpu_long", "cpu_xl") and
                   method in ITEM_LONG_SCHEDULES else "cpu")
-    suffix = "" if method == "popularity" else f"-{schedule}"
+    suffix = "" if method in BASELINES else f"-{schedule}"
     return self.cache / name / f"{method}{suffix}" / f"seed{seed}"
 
   # -- methods -------------------------------------------------------------
@@ -229,6 +236,37 @@ class Bench:
       res = quickstart.popularity_metrics(ds, exclude_seen=excl,
                                           max_history=None)
       out.update({f"{prefix}/{k}": float(v) for k, v in res.items()})
+    return out
+
+  def markov(self, ds: datasets.CanonicalDataset) -> dict[str, Any]:
+    """Transition baseline; the decay with the best validation NDCG@10."""
+    from recjax import markov  # pylint: disable=g-import-not-at-top
+    from recjax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+    splits = datasets.leave_one_out(ds, max_history=None)
+    model = markov.TransitionModel.fit(splits["train"], ds.num_items)
+    out: dict[str, Any] = {}
+
+    def lists(split: str, decay: float, exclude: bool) -> np.ndarray:
+      part = splits[split]
+      histories = [part.history(i) for i in range(len(part))]
+      scored = model.with_config(markov.MarkovConfig(decay=decay))
+      return scored.recommend(histories, min(20, ds.num_items),
+                              exclude=histories if exclude else None)
+
+    def scores(split: str, decay: float, exclude: bool) -> dict[str, float]:
+      return metrics_lib.ranking_metrics(
+          lists(split, decay, exclude), splits[split].targets,
+          num_items=ds.num_items)
+
+    for decay in MARKOV_DECAYS:
+      out[f"validation/ndcg@10/decay={decay:g}"] = scores(
+          "validation", decay, False)["ndcg@10"]
+    best = max(MARKOV_DECAYS,
+               key=lambda d: out[f"validation/ndcg@10/decay={d:g}"])
+    out["markov/decay"] = best
+    for prefix, excl in (("test", False), ("test_excl", True)):
+      out.update({f"{prefix}/{k}": float(v)
+                  for k, v in scores("test", best, excl).items()})
     return out
 
   def item_bindings(self, name: str, folder: pathlib.Path, method: str,
@@ -370,6 +408,8 @@ class Bench:
     t0 = time.time()
     if method == "popularity":
       res = self.popularity(ds)
+    elif method == "markov":
+      res = self.markov(ds)
     elif method in ITEM_MODELS:
       # SASRec learns its own item embeddings: no text embeddings needed.
       emb = None if method.startswith("sasrec") else self.embeddings(name)
@@ -385,13 +425,16 @@ class Bench:
     else:
       raise SystemExit(f"unknown method {method!r}; choose from {METHODS}")
     row: dict[str, Any] = {"dataset": name, "method": method, "seed": seed,
-                           "schedule": ("-" if method == "popularity"
+                           "schedule": ("-" if method in BASELINES
                                         else run.parent.name.split("-")[-1])}
     for prefix in ("test", "test_excl"):
       for m in METRICS:
         row[f"{prefix}/{m}"] = float(res.get(f"{prefix}/{m}", np.nan))
     row["train_seconds"] = float(res.get("train_seconds",
                                          time.time() - t0))
+    # The markov baseline's validation grid and chosen decay.
+    row.update({k: v for k, v in res.items()
+                if k.startswith(("markov/", "validation/ndcg@10/"))})
     run.mkdir(parents=True, exist_ok=True)
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(row, indent=2, sort_keys=True))
@@ -475,7 +518,7 @@ def plot_validation(cache: pathlib.Path, rows: Sequence[dict[str, Any]],
                            squeeze=False)
   for ax, name in zip(axes[0], names):
     for r in rows:
-      if r["dataset"] != name or r["method"] == "popularity":
+      if r["dataset"] != name or r["method"] in BASELINES:
         continue
       run = cache / name / f"{r['method']}-{r['schedule']}" / \
           f"seed{r['seed']}"

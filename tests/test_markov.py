@@ -1,0 +1,99 @@
+"""Tests of recjax.markov: counts, scores and lists against brute force."""
+
+import hypothesis
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+
+from recjax import datasets
+from recjax.datasets import canonical
+from recjax.errors import ConfigError
+from recjax.markov import MarkovConfig
+from recjax.markov import TransitionModel
+
+
+def _train(seqs, num_items=None):
+  num_items = num_items or max(max(s) for s in seqs) + 1
+  items = canonical.ItemTable([str(i) for i in range(num_items)], {})
+  ds = canonical.from_sequences("t", items, [f"u{i}" for i in
+                                             range(len(seqs))], seqs)
+  return ds, datasets.leave_one_out(ds, max_history=None)
+
+
+def test_counts_and_most_frequent_successor():
+  # Training sequences: [0, 1, 2], [0, 1, 3], [0, 2]: 0 is followed by 1
+  # twice and by 2 once; 1 by 2 and 3 once each.
+  seqs = [[0, 1, 2, 4, 4], [0, 1, 3, 4, 4], [0, 2, 4, 4]]
+  ds, splits = _train(seqs)
+  model = TransitionModel.fit(splits["train"], ds.num_items)
+  dense = model.counts.toarray()
+  assert dense[0, 1] == 2 and dense[0, 2] == 1
+  assert dense[1, 2] == 1 and dense[1, 3] == 1
+  assert dense.sum() == 5
+  np.testing.assert_array_equal(model.popularity, [3, 2, 2, 1, 0])
+  # After 0: 1 (2 transitions), 2 (1), then popularity fills: 0 (3), 3 (1),
+  # 4 (0).
+  np.testing.assert_array_equal(model.recommend([[3, 0]], k=5),
+                                [[1, 2, 0, 3, 4]])
+  # After 1: 2 and 3 tie on transitions; popularity puts 2 first.
+  np.testing.assert_array_equal(model.recommend([[1]], k=2), [[2, 3]])
+  # Excluding the history [0, 1]: 2, 3, 4, and -1 once nothing is left.
+  np.testing.assert_array_equal(
+      model.recommend([[0, 1]], k=5, exclude=[[0, 1]]), [[2, 3, 4, -1, -1]])
+
+
+@hypothesis.settings(max_examples=50, deadline=None)
+@hypothesis.given(
+    st.lists(st.lists(st.integers(0, 7), min_size=3, max_size=10),
+             min_size=1, max_size=10),
+    st.sampled_from([0.0, 0.5, 1.0]), st.integers(1, 4),
+    st.integers(1, 8), st.booleans())
+def test_lists_match_brute_force(seqs, decay, max_history, k, exclude):
+  ds, splits = _train(seqs, num_items=8)
+  config = MarkovConfig(decay=decay, max_history=max_history)
+  model = TransitionModel.fit(splits["train"], ds.num_items, config)
+  train = [s[:-2] for s in seqs]
+  pop = np.bincount(np.concatenate([np.asarray(t) for t in train]),
+                    minlength=8)
+  test = splits["test"]
+  histories = [test.history(i) for i in range(len(test))]
+  excluded = histories if exclude else None
+  got = model.recommend(histories, k, exclude=excluded, batch_size=3)
+  for u, h in enumerate(histories):
+    recent = list(h[::-1][:max_history])
+    score = {}
+    for b in range(8):
+      s = 0.0
+      for j, a in enumerate(recent):
+        w = decay ** j if decay > 0 else float(j == 0)
+        s += w * sum(t[i] == a and t[i + 1] == b
+                     for t in train for i in range(len(t) - 1))
+      score[b] = s
+    candidates = [b for b in range(8) if not (exclude and b in set(h))]
+    want = sorted(candidates, key=lambda b: (-score[b], -pop[b], b))[:k]
+    want += [-1] * (k - len(want))
+    # Near-equal weighted sums may order by float round-off; compare scores.
+    if decay in (0.0, 1.0):
+      assert list(got[u]) == want, (u, h)
+    else:
+      assert [round(score.get(b, -1), 9) for b in got[u]] == [
+          round(score.get(b, -1), 9) for b in want]
+
+
+def test_bad_input():
+  with pytest.raises(ConfigError, match="decay"):
+    MarkovConfig(decay=1.5)
+  with pytest.raises(ConfigError, match="max_history"):
+    MarkovConfig(max_history=0)
+  ds, splits = _train([[0, 1, 2, 3]])
+  model = TransitionModel.fit(splits["train"], ds.num_items)
+  with pytest.raises(ValueError, match="k=0"):
+    model.recommend([[0]], k=0)
+  with pytest.raises(ValueError, match="empty"):
+    model.recommend([[]], k=1)
+  with pytest.raises(ValueError, match="outside"):
+    model.recommend([[9]], k=1)
+  with pytest.raises(ValueError, match="exclude has 2 rows"):
+    model.recommend([[0]], k=1, exclude=[[0], [1]])
+  with pytest.raises(ValueError, match="must be"):
+    TransitionModel(model.counts, np.zeros(3))
