@@ -487,7 +487,19 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
                        for c in cols) + " | train s |")
   lines = [head, "|" + "---|" * (len(cols) + 5)]
   shown = []  # anchors already printed
-  for (name, method, sched), rs in groups.items():
+  # Datasets in order of appearance; methods and schedules in their order.
+  datasets_seen = list(dict.fromkeys(r["dataset"] for r in rows))
+  schedules = ("-", "cpu", "cpu_long", "cpu_xl", "full", "device")
+
+  def order(key: tuple[str, str, str]) -> tuple[int, int, int, str]:
+    name, method, sched = key
+    return (datasets_seen.index(name),
+            METHODS.index(method) if method in METHODS else len(METHODS),
+            schedules.index(sched) if sched in schedules else len(schedules),
+            method)
+
+  for (name, method, sched), rs in sorted(groups.items(),
+                                          key=lambda kv: order(kv[0])):
     cells = []
     for c in cols:
       v = np.array([r[c] for r in rs], float)
