@@ -70,6 +70,7 @@ sys.path.insert(0, str(REPO))
 
 from recjax import datasets  # noqa: E402
 from recjax import embed  # noqa: E402
+from recjax import markov  # noqa: E402
 from recjax import quickstart  # noqa: E402
 from recjax import summaries  # noqa: E402
 from recjax.datasets import stage as dataset_stage  # noqa: E402
@@ -84,7 +85,7 @@ METHODS = ("popularity", "markov", "sasrec", "sasrec_recbole", "tiger",
 # Count-based baselines: nothing trained, no seed, no schedule.
 BASELINES = ("popularity", "markov")
 # History decays of `markov` tried on validation (0: the last item only).
-MARKOV_DECAYS = (0.0, 0.25, 0.5, 0.75, 1.0)
+MARKOV_DECAYS = markov.DECAYS
 GENERATIVE = ("tiger", "letter_tiger", "tiger_calrec", "letter_tiger_calrec")
 # Generative methods over LETTER codes (the rest use RQ-VAE codes).
 LETTER_METHODS = ("letter_tiger", "letter_tiger_calrec")
@@ -240,34 +241,7 @@ class Bench:
 
   def markov(self, ds: datasets.CanonicalDataset) -> dict[str, Any]:
     """Transition baseline; the decay with the best validation NDCG@10."""
-    from recjax import markov  # pylint: disable=g-import-not-at-top
-    from recjax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-    splits = datasets.leave_one_out(ds, max_history=None)
-    model = markov.TransitionModel.fit(splits["train"], ds.num_items)
-    out: dict[str, Any] = {}
-
-    def lists(split: str, decay: float, exclude: bool) -> np.ndarray:
-      part = splits[split]
-      histories = [part.history(i) for i in range(len(part))]
-      scored = model.with_config(markov.MarkovConfig(decay=decay))
-      return scored.recommend(histories, min(20, ds.num_items),
-                              exclude=histories if exclude else None)
-
-    def scores(split: str, decay: float, exclude: bool) -> dict[str, float]:
-      return metrics_lib.ranking_metrics(
-          lists(split, decay, exclude), splits[split].targets,
-          num_items=ds.num_items)
-
-    for decay in MARKOV_DECAYS:
-      out[f"validation/ndcg@10/decay={decay:g}"] = scores(
-          "validation", decay, False)["ndcg@10"]
-    best = max(MARKOV_DECAYS,
-               key=lambda d: out[f"validation/ndcg@10/decay={d:g}"])
-    out["markov/decay"] = best
-    for prefix, excl in (("test", False), ("test_excl", True)):
-      out.update({f"{prefix}/{k}": float(v)
-                  for k, v in scores("test", best, excl).items()})
-    return out
+    return markov.evaluate(ds, decays=MARKOV_DECAYS)
 
   def item_bindings(self, name: str, folder: pathlib.Path, method: str,
                     seed: int, emb_dir: pathlib.Path | None,

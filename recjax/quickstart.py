@@ -10,7 +10,8 @@ stages) and prints what each produced:
 4. train: TIGER (an encoder-decoder over the semantic IDs) with the gin
    configs `runs/train.gin` + `experiments/quickstart_movielens_100k.gin`;
 5. eval: constrained beam search on the test split (all items, and seen items
-   excluded) next to a most-popular baseline on the same split.
+   excluded) next to two count baselines on the same split: item-to-item
+   transitions (`recjax.markov`) and most popular.
 
 The table goes to stdout and `runs/quickstart/metrics.json`.
 """
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from recjax import datasets
+from recjax import markov
 from recjax import metrics as metrics_lib
 from recjax.datasets import stage as dataset_stage
 from recjax.errors import RecjaxError
@@ -150,10 +152,17 @@ def run(out_dir: str = "runs/quickstart",
   metrics: dict[str, Any] = dict(results)
   metrics.update({f"popularity/{k}": v for k, v in pop.items()})
   metrics.update({f"popularity_excl/{k}": v for k, v in pop_excl.items()})
+  # Item-to-item transitions: the sequential bar below any learned model.
+  chain = markov.evaluate(ds)
+  metrics.update({f"markov/{k}": v for k, v in _strip(chain, "test/").items()})
+  metrics.update({f"markov_excl/{k}": v
+                  for k, v in _strip(chain, "test_excl/").items()})
   rows = {
       "TIGER (all items)": _strip(results, "test/"),
+      "transitions (all items)": _strip(chain, "test/"),
       "most popular (all items)": pop,
       "TIGER (seen items excluded)": _strip(results, "test_excl/"),
+      "transitions (seen items excluded)": _strip(chain, "test_excl/"),
       "most popular (seen items excluded)": pop_excl,
   }
   print()

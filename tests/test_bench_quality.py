@@ -12,9 +12,7 @@ import bench_scripts
 import numpy as np
 import pytest
 
-from recjax import datasets
 from recjax import markov
-from recjax import metrics as metrics_lib
 from recjax.datasets import canonical
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -198,30 +196,12 @@ def test_category_needs_one_inter_file(tmp_path):
   assert quality._category(tmp_path) == "Toys"  # pylint: disable=protected-access
 
 
-def test_markov_picks_its_decay_on_validation(tmp_path):
-  rng = np.random.default_rng(0)
-  # Users walk a 12-item ring (mostly +1 steps): transitions carry signal.
-  seqs = []
-  for _ in range(40):
-    start, length = int(rng.integers(12)), int(rng.integers(4, 9))
-    steps = np.where(rng.random(length) < 0.8, 1, rng.integers(2, 5, length))
-    seqs.append(list((start + np.cumsum(steps)) % 12))
+def test_markov_cell_is_the_library_protocol(tmp_path):
+  seqs = [[i % 12, (i + 1) % 12, (i + 2) % 12, (i + 5) % 12]
+          for i in range(20)]
   items = canonical.ItemTable([str(i) for i in range(12)], {})
   ds = canonical.from_sequences("ring", items,
-                                [f"u{i}" for i in range(40)], seqs)
-  res = quality.Bench(tmp_path, "cpu").markov(ds)
-  grid = {d: res[f"validation/ndcg@10/decay={d:g}"]
-          for d in quality.MARKOV_DECAYS}
-  assert res["markov/decay"] == max(grid, key=grid.get)
-  splits = datasets.leave_one_out(ds, max_history=None)
-  model = markov.TransitionModel.fit(
-      splits["train"], 12, markov.MarkovConfig(decay=res["markov/decay"]))
-  test = splits["test"]
-  histories = [test.history(i) for i in range(len(test))]
-  want = metrics_lib.ranking_metrics(model.recommend(histories, 10),
-                                     test.targets)
-  assert res["test/ndcg@10"] == pytest.approx(want["ndcg@10"])
-  assert res["test/ndcg@10"] > 0.3  # the ring is predictable
-  assert res["test_excl/recall@10"] >= 0.0
+                                [f"u{i}" for i in range(20)], seqs)
+  assert quality.Bench(tmp_path, "cpu").markov(ds) == markov.evaluate(ds)
   assert quality.Bench(tmp_path, "cpu_xl").run_dir("Office", "markov", 0) == (
       tmp_path / "Office" / "markov" / "seed0")

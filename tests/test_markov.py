@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from recjax import datasets
+from recjax import markov
+from recjax import metrics
 from recjax.datasets import canonical
 from recjax.errors import ConfigError
 from recjax.markov import MarkovConfig
@@ -97,3 +99,40 @@ def test_bad_input():
     model.recommend([[0]], k=1, exclude=[[0], [1]])
   with pytest.raises(ValueError, match="must be"):
     TransitionModel(model.counts, np.zeros(3))
+
+
+def _ring(num_users=40, seed=0):
+  """Users walking a 12-item ring, mostly one step at a time."""
+  rng = np.random.default_rng(seed)
+  seqs = []
+  for _ in range(num_users):
+    start, length = int(rng.integers(12)), int(rng.integers(4, 9))
+    steps = np.where(rng.random(length) < 0.8, 1, rng.integers(2, 5, length))
+    seqs.append([int(x) for x in (start + np.cumsum(steps)) % 12])
+  return _train(seqs, num_items=12)[0]
+
+
+def test_evaluate_picks_the_decay_on_validation():
+  ds = _ring()
+  res = markov.evaluate(ds, k=10)
+  grid = {d: res[f"validation/ndcg@10/decay={d:g}"] for d in markov.DECAYS}
+  best = max(grid.values())
+  assert res["markov/decay"] == min(d for d in grid if grid[d] == best)
+  splits = datasets.leave_one_out(ds, max_history=None)
+  model = TransitionModel.fit(splits["train"], 12,
+                              MarkovConfig(decay=res["markov/decay"]))
+  test = splits["test"]
+  histories = [test.history(i) for i in range(len(test))]
+  for prefix, exclude in (("test", None), ("test_excl", histories)):
+    want = metrics.ranking_metrics(
+        model.recommend(histories, 10, exclude=exclude), test.targets,
+        num_items=12)
+    assert res[f"{prefix}/ndcg@10"] == pytest.approx(want["ndcg@10"])
+    assert res[f"{prefix}/recall@5"] == pytest.approx(want["recall@5"])
+  assert res["test/ndcg@10"] > 0.3  # the ring is predictable
+  # A single candidate is taken as it is; none is an error.
+  assert markov.evaluate(ds, decays=(0.5,))["markov/decay"] == 0.5
+  with pytest.raises(ConfigError, match="at least one decay"):
+    markov.evaluate(ds, decays=())
+  with pytest.raises(ConfigError, match=">= 10 items"):
+    markov.evaluate(ds, k=5)
