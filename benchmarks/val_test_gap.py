@@ -20,10 +20,10 @@ test what it scored on validation (only the share of seen transitions
 changing).
 
   .venv/bin/python benchmarks/val_test_gap.py --dataset Office \\
-      --cells sasrec_recbole:cpu:0,letter_tiger_calrec:cpu_long:0
+      --cells markov:-:0,sasrec_recbole:cpu:0,letter_tiger_calrec:cpu_long:0
 
-The cells must have been trained. The ranked lists are kept in
-`runs/val_test_gap/<dataset>-<method>-<schedule>-seed<k>/`.
+The cells must have been trained (`markov` needs no training). The ranked
+lists are kept in `runs/val_test_gap/<dataset>-<method>-<schedule>-seed<k>/`.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import decode_ablation  # noqa: E402
 import quality  # noqa: E402
 
 from recjax import datasets  # noqa: E402
+from recjax import markov  # noqa: E402
 from recjax import metrics as metrics_lib  # noqa: E402
 
 SPLITS = ("validation", "test")
@@ -142,6 +143,18 @@ def _item_predictions(bench: quality.Bench, name: str, folder: pathlib.Path,
     return {key: f[key] for key in f.files}
 
 
+def _markov_predictions(ds: datasets.CanonicalDataset, split: str
+                        ) -> dict[str, np.ndarray]:
+  """Lists of the transition baseline (decay chosen on validation)."""
+  decay = markov.evaluate(ds)["markov/decay"]
+  splits = datasets.leave_one_out(ds, max_history=None)
+  model = markov.TransitionModel.fit(splits["train"], ds.num_items,
+                                     markov.MarkovConfig(decay=decay))
+  part = splits[split]
+  items = model.recommend([part.history(i) for i in range(len(part))], 20)
+  return {"items": items, "targets": part.targets}
+
+
 def _parse_cells(spec: str) -> list[tuple[str, str, int]]:
   cells = []
   for part in filter(None, spec.split(",")):
@@ -185,7 +198,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
            f"{args.dataset}-{method}-{schedule}-seed{seed}")
     found = {}
     for split in SPLITS:
-      if method in quality.GENERATIVE:
+      if method == "markov":
+        pred = _markov_predictions(ds, split)
+      elif method in quality.GENERATIVE:
         pred = decode_ablation.decode(bench, args.dataset, folder, method,
                                       seed, split, 20, out)
       else:
