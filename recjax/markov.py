@@ -149,6 +149,36 @@ class TransitionModel:
         shape=(len(histories), self.num_items))
     return (user_weights @ self.counts).toarray() + self._prior
 
+  def candidate_scores(self, histories: Sequence[np.ndarray],
+                       candidates: np.ndarray,
+                       batch_size: int = 1024) -> np.ndarray:
+    """Transition scores of given candidates (e.g. a generative beam).
+
+    Args:
+      histories: each user's history (oldest first).
+      candidates: int `[len(histories), n]` items; -1 slots score 0.
+      batch_size: users scored at once.
+
+    Returns:
+      float64 `[len(histories), n]`: the weighted transition counts, without
+      the popularity tie-break.
+
+    Raises:
+      ValueError: `candidates` with another number of rows.
+    """
+    candidates = np.asarray(candidates, np.int64)
+    if candidates.ndim != 2 or len(candidates) != len(histories):
+      raise ValueError(f"candidates {candidates.shape} must be "
+                       f"[{len(histories)}, n] (one row per history).")
+    out = np.zeros(candidates.shape, np.float64)
+    for start in range(0, len(histories), batch_size):
+      stop = min(start + batch_size, len(histories))
+      s = self.scores(histories[start:stop]) - self._prior
+      rows = candidates[start:stop]
+      got = np.take_along_axis(s, np.maximum(rows, 0), axis=1)
+      out[start:stop] = np.where(rows >= 0, got, 0.0)
+    return out
+
   def recommend(self, histories: Sequence[np.ndarray], k: int,
                 exclude: Sequence[np.ndarray] | None = None,
                 batch_size: int = 1024) -> np.ndarray:

@@ -68,3 +68,17 @@ def test_rerank_errors_name_the_fix():
 def test_k_above_the_smallest_beam_is_refused():
   with pytest.raises(SystemExit, match="--k 30 needs every --beams"):
     ablation.main(["--beams", "20,50", "--k", "30"])
+
+
+def test_transition_bonus_reorders_and_needs_its_scores():
+  items = np.array([[3, 1, 2, -1]])
+  scores = np.array([[-1.0, -1.5, -3.0, -np.inf]])
+  prior = np.zeros(5)
+  bonus = np.array([[0.0, 4.0, 0.0, 0.0]])
+  # log p: 3 > 1; with beta = 1, 1 gets log(5) = 1.61 > the 0.5 gap.
+  np.testing.assert_array_equal(
+      ablation.rerank(items, scores, prior, 0.0, 3, bonus, 1.0), [[1, 3, 2]])
+  np.testing.assert_array_equal(
+      ablation.rerank(items, scores, prior, 0.0, 3, bonus, 0.0), [[3, 1, 2]])
+  with pytest.raises(ValueError, match="needs transitions"):
+    ablation.rerank(items, scores, prior, 0.0, 3, None, 1.0)

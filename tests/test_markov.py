@@ -136,3 +136,24 @@ def test_evaluate_picks_the_decay_on_validation():
     markov.evaluate(ds, decays=())
   with pytest.raises(ConfigError, match=">= 10 items"):
     markov.evaluate(ds, k=5)
+
+
+def test_candidate_scores_gather_the_counts():
+  seqs = [[0, 1, 2, 4, 4], [0, 1, 3, 4, 4], [0, 2, 4, 4]]
+  ds, splits = _train(seqs)
+  model = TransitionModel.fit(splits["train"], ds.num_items,
+                              MarkovConfig(decay=0.5))
+  histories = [[1, 0], [3, 1], [2]]
+  candidates = np.array([[1, 2, -1], [3, 2, 0], [4, 4, 0]])
+  got = model.candidate_scores(histories, candidates, batch_size=2)
+  dense = model.counts.toarray()
+  want = np.zeros((3, 3))
+  for u, h in enumerate(histories):
+    for j, b in enumerate(candidates[u]):
+      if b >= 0:
+        want[u, j] = sum(0.5 ** i * dense[a, b]
+                         for i, a in enumerate(h[::-1]))
+  np.testing.assert_allclose(got, want)
+  assert got[0, 0] == 2 and got[0, 2] == 0  # 0 -> 1 twice; -1 scores 0
+  with pytest.raises(ValueError, match="one row per history"):
+    model.candidate_scores(histories, candidates[:2])
