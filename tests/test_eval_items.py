@@ -4,11 +4,11 @@ import json
 import pathlib
 import subprocess
 import sys
-import textwrap
 
 import gin
 import numpy as np
 import pytest
+import tiny_item_runs
 
 from recjax import gin_utils
 from recjax import metrics as metrics_lib
@@ -23,23 +23,8 @@ SYNTH = {"num_users": 50, "num_items": 25, "num_clusters": 3, "seed": 1}
 def trained(tmp_path_factory):
   """A tiny SASRec trained for 20 steps, and its gin file."""
   root = tmp_path_factory.mktemp("eval_items")
-  gin_file = root / "tiny.gin"
-  gin_file.write_text(textwrap.dedent(f"""
-      include 'models/sasrec.gin'
-      TRAIN_STEPS = 20
-      BATCH_SIZE = 16
-      EVAL_BATCH_SIZE = 16
-      EVAL_PERIOD = 10
-      NUM_DECODES = 10
-      MAX_LENGTH = 8
-      recjax.item_sequences.ItemDataConfig.source = "synthetic"
-      recjax.item_sequences.ItemDataConfig.source_kwargs = {SYNTH!r}
-      recjax.sequential.SASRecConfig.hidden_dim = 16
-      recjax.sequential.SASRecConfig.num_layers = 1
-      recjax.sequential.SASRecConfig.mlp_dim = 16
-      recjax.trainer.TrainerConfig.log_period = 10
-      recjax.trainer.TrainerConfig.async_checkpoints = False
-      """))
+  gin_file = tiny_item_runs.sasrec_gin(root, SYNTH,
+                                       "EVAL_BATCH_SIZE = 16\n")
   model_dir = root / "run"
   gin.clear_config()
   gin_utils.parse_gin(["runs/train_items.gin", str(gin_file)],

@@ -5,11 +5,11 @@ import os
 import pathlib
 import subprocess
 import sys
-import textwrap
 
 import gin
 import numpy as np
 import pytest
+import tiny_item_runs
 
 from recjax import embed
 from recjax import gin_utils
@@ -24,25 +24,10 @@ DATA = ItemDataConfig(source="synthetic", source_kwargs=SYNTH, max_length=8)
 
 
 def _gin_file(root: pathlib.Path) -> pathlib.Path:
-  path = root / "tiny_sasrec.gin"
-  path.write_text(textwrap.dedent(f"""
-      include 'models/sasrec.gin'
-      TRAIN_STEPS = 20
-      BATCH_SIZE = 16
-      EVAL_PERIOD = 10
-      NUM_DECODES = 10
-      MAX_LENGTH = 8
-      recjax.item_sequences.ItemDataConfig.source = "synthetic"
-      recjax.item_sequences.ItemDataConfig.source_kwargs = {SYNTH!r}
-      recjax.sequential.SASRecConfig.hidden_dim = 16
-      recjax.sequential.SASRecConfig.num_layers = 1
-      recjax.sequential.SASRecConfig.mlp_dim = 16
+  return tiny_item_runs.sasrec_gin(root, SYNTH, """
       recjax.sequential.SASRecConfig.dropout_rate = 0.2
       recjax.sequential.SASRecConfig.attention_dropout_rate = 0.2
-      recjax.trainer.TrainerConfig.log_period = 10
-      recjax.trainer.TrainerConfig.async_checkpoints = False
-      """))
-  return path
+      """)
 
 
 @pytest.fixture
