@@ -328,7 +328,9 @@ def test_learn_gin_config_binds_the_model():
     assert model.config.train_positions == "all"
     assert model.max_length == 20
     if strict:
+      # train_items (and eval_items) take the model file's MODEL_FN.
       bound = gin.query_parameter("recjax.train_items.train_items.model_fn")
-      assert bound.selector.endswith("make_dual_encoder")
+      assert bound.selector == "gin.macro"
+      assert gin.query_parameter("%MODEL_FN").selector.endswith("make_dual_encoder")
   finally:
     gin.clear_config()

@@ -280,7 +280,9 @@ def test_lite_gin_config_binds_the_model():
     assert model.config.d_model == 16 and model.config.num_layers == 2
     assert model.max_length == 8
     if strict:
+      # train_items (and eval_items) take the model file's MODEL_FN.
       bound = gin.query_parameter("recjax.train_items.train_items.model_fn")
-      assert bound.selector.endswith("make_lite")
+      assert bound.selector == "gin.macro"
+      assert gin.query_parameter("%MODEL_FN").selector.endswith("make_lite")
   finally:
     gin.clear_config()
