@@ -331,6 +331,7 @@ def test_learn_gin_config_binds_the_model():
       # train_items (and eval_items) take the model file's MODEL_FN.
       bound = gin.query_parameter("recjax.train_items.train_items.model_fn")
       assert bound.selector == "gin.macro"
-      assert gin.query_parameter("%MODEL_FN").selector.endswith("make_dual_encoder")
+      model_fn = gin.query_parameter("%MODEL_FN")
+      assert model_fn.selector.endswith("make_dual_encoder")
   finally:
     gin.clear_config()
