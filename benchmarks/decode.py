@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from recjax import models
 from recjax import network
+from recjax.models import tiger
 from recjax.tokens import SemanticIdLayout
 from recjax.trie import ItemTrie
 
@@ -42,13 +42,13 @@ LEVELS, CODES, USERS, HISTORY = 4, 256, 2000, 20
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 
 
-def tiger_model() -> models.EncoderDecoderModel:
+def tiger_model() -> tiger.EncoderDecoderModel:
   layout = SemanticIdLayout((CODES,) * LEVELS, num_user_buckets=USERS)
   cfg = network.TransformerConfig(
       vocab_size=layout.vocab_size, emb_dim=128, num_heads=6, head_dim=64,
       num_encoder_layers=4, num_decoder_layers=4, mlp_dim=1024,
       mlp_activations=("relu",), dropout_rate=0.1)
-  return models.EncoderDecoderModel(network.Transformer(cfg), layout=layout)
+  return tiger.EncoderDecoderModel(network.Transformer(cfg), layout=layout)
 
 
 def random_catalog(n: int, seed: int = 0) -> np.ndarray:
@@ -60,7 +60,7 @@ def random_catalog(n: int, seed: int = 0) -> np.ndarray:
   return ((keys[:, None] >> shifts) & (CODES - 1)).astype(np.int32)
 
 
-def user_batch(model: models.EncoderDecoderModel, codes: np.ndarray,
+def user_batch(model: tiger.EncoderDecoderModel, codes: np.ndarray,
                batch: int, seed: int = 1) -> np.ndarray:
   rng = np.random.default_rng(seed)
   hist = codes[rng.integers(0, len(codes), (batch, HISTORY))]

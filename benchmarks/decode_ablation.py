@@ -7,7 +7,7 @@ items" policy, ranked lists written), and every list is re-ranked by
     log p(item | user) - alpha * log prior(item) + beta * log(1 + T(u, item)),
 
 where `prior` is the item's add-one-smoothed popularity in the training
-sequences and `T(u, item)` the `recjax.markov` transition score of the
+sequences and `T(u, item)` the `recjax.models.markov` transition score of the
 item after user u's history (its decay chosen on validation); alpha =
 beta = 0 is the model's own order. The top `--k` of each list are
 scored. If a wider beam or a popularity correction lifted NDCG, the gap to
@@ -44,8 +44,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import quality  # noqa: E402
 
 from recjax import datasets  # noqa: E402
-from recjax import markov  # noqa: E402
 from recjax import metrics as metrics_lib  # noqa: E402
+from recjax.models import markov  # noqa: E402
 
 COLUMNS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "coverage@10")
 
@@ -79,7 +79,7 @@ def rerank(items: np.ndarray, scores: np.ndarray, log_prior: np.ndarray,
     alpha: weight of the popularity correction (0 keeps the order).
     k: list length kept (at most `beams`).
     transitions: optional float `[users, beams]` >= 0, e.g. each beam
-      item's `recjax.markov` transition score from the user's history.
+      item's `recjax.models.markov` transition score from the user's history.
     beta: weight of the transition bonus (0 ignores it).
 
   Returns:
@@ -159,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
   parser.add_argument("--beams", default="20,50,100")
   parser.add_argument("--alphas", default="0,0.1,0.2,0.3,0.5")
   parser.add_argument("--betas", default="0",
-                      help="weights of the transition bonus (recjax.markov, "
-                      "decay chosen on validation)")
+                      help="weights of the transition bonus "
+                      "(recjax.models.markov, decay chosen on validation)")
   parser.add_argument("--k", type=int, default=20,
                       help="list length scored (at most the smallest beam)")
   parser.add_argument("--cache_dir", default=str(REPO / "runs" /

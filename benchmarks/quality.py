@@ -12,7 +12,7 @@ the test split under both history policies:
   per-user exclusion set in the beam), from the score matrix otherwise.
 
 Methods: `popularity`, `markov` (item-to-item transitions of the training
-sequences, `recjax.markov`; its history decay chosen on validation),
+sequences, `recjax.models.markov`; its history decay chosen on validation),
 `sasrec` (original SASRec: pre-LN, loss at every
 position), `sasrec_recbole` (RecBole's SASRec recipe: post-LN, every
 prefix, batch 2048, validation each epoch), `tiger`, `letter_tiger`
@@ -70,10 +70,10 @@ sys.path.insert(0, str(REPO))
 
 from recjax import datasets  # noqa: E402
 from recjax import embed  # noqa: E402
-from recjax import markov  # noqa: E402
-from recjax import quickstart  # noqa: E402
 from recjax import summaries  # noqa: E402
 from recjax.datasets import stage as dataset_stage  # noqa: E402
+from recjax.models import markov  # noqa: E402
+from recjax.models import popularity  # noqa: E402
 
 FOLDERS = {"Office": "amazon-office", "Beauty": "amazon-beauty"}
 # Rows measured by earlier runs (`--record`), so that a table can gather
@@ -173,9 +173,9 @@ ITEM_SCHEDULES = {"sasrec": (4000, 100, 10), "sasrec_recbole": (5400, -1, 10),
 # The SASRecs converge under `cpu` already and keep it.
 ITEM_LONG_SCHEDULES = {"learn": (6000, 100, 5), "lite": (3000, 100, 5)}
 ITEM_BINDINGS: dict[str, tuple[str, ...]] = {
-    "sasrec_recbole": ("recjax.sequential.SASRecConfig.norm = 'post'",
-                       "recjax.sequential.SASRecConfig.positions = 'first'",
-                       "recjax.sequential.SASRecConfig.train_positions = "
+    "sasrec_recbole": ("recjax.models.sasrec.SASRecConfig.norm = 'post'",
+                       "recjax.models.sasrec.SASRecConfig.positions = 'first'",
+                       "recjax.models.sasrec.SASRecConfig.train_positions = "
                        "'last'",
                        "TRAIN_MODE = 'prefixes'", "BATCH_SIZE = 2048"),
 }
@@ -232,12 +232,7 @@ class Bench:
 
   def popularity(self, ds: datasets.CanonicalDataset) -> dict[str, float]:
     """Most-popular items of the training sequences, both policies."""
-    out: dict[str, float] = {}
-    for prefix, excl in (("test", False), ("test_excl", True)):
-      res = quickstart.popularity_metrics(ds, exclude_seen=excl,
-                                          max_history=None)
-      out.update({f"{prefix}/{k}": float(v) for k, v in res.items()})
-    return out
+    return popularity.evaluate(ds)
 
   def markov(self, ds: datasets.CanonicalDataset) -> dict[str, Any]:
     """Transition baseline; the decay with the best validation NDCG@10."""

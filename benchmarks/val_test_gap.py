@@ -46,8 +46,8 @@ import decode_ablation  # noqa: E402
 import quality  # noqa: E402
 
 from recjax import datasets  # noqa: E402
-from recjax import markov  # noqa: E402
 from recjax import metrics as metrics_lib  # noqa: E402
+from recjax.models import markov  # noqa: E402
 
 SPLITS = ("validation", "test")
 

@@ -25,14 +25,14 @@ import jax
 from recjax import checkpoints
 from recjax import evaluation
 from recjax import io_utils
-from recjax import models
 from recjax import run_lib
+from recjax.models.base import BaseModel
 from recjax.tokens import SemanticIdLayout
 from recjax.trie import ItemTrie
 
 
 def evaluate(*, model_dir: str, dataset_cfg: run_lib.DatasetConfig,
-             model_fn: Callable[[SemanticIdLayout], models.BaseModel],
+             model_fn: Callable[[SemanticIdLayout], BaseModel],
              eval_config: evaluation.EvalConfig | None = None,
              semantic_ids_dir: str | None = None,
              checkpoint: str = "best",

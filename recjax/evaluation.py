@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from recjax import metrics as metrics_lib
-from recjax.models import EncoderDecoderModel
+from recjax.models.tiger import EncoderDecoderModel
 from recjax.trie import ItemTrie
 
 PyTree = Any

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import gin
 
+from recjax import deprecation
+
 # module -> names registered with gin.external_configurable. Entries whose
 # module does not exist yet are skipped, so areas can land independently.
 _CONFIGURABLES: dict[str, tuple[str, ...]] = {
@@ -30,18 +32,19 @@ _CONFIGURABLES: dict[str, tuple[str, ...]] = {
     "recjax.quantizers.rqkmeans": ("RQKMeansConfig",),
     "recjax.quantizers.pq": ("OPQConfig",),
     "recjax.quantizers.letter": ("LetterConfig",),
-    # network, models, decoding
+    # network, model families, decoding
     "recjax.network": ("TransformerConfig", "Transformer"),
-    "recjax.models": ("EncoderDecoderModel",),
     "recjax.decoding": ("beam_search",),
-    "recjax.sequential": ("SASRecConfig", "make_sasrec"),
-    "recjax.dual_encoder": ("DualEncoderConfig", "make_dual_encoder"),
-    "recjax.lite": ("LiteConfig", "make_lite"),
+    "recjax.models.tiger": ("EncoderDecoderModel", "make_encoder_decoder"),
+    "recjax.models.sasrec": ("SASRecConfig", "make_sasrec"),
+    "recjax.models.learn": ("DualEncoderConfig", "make_dual_encoder"),
+    "recjax.models.lite": ("LiteConfig", "make_lite"),
+    "recjax.models.markov": ("MarkovConfig",),
     # trainer, partitioning, entry points
     "recjax.train": ("train",),
     "recjax.eval": ("evaluate",),
     "recjax.infer": ("infer",),
-    "recjax.run_lib": ("DatasetConfig", "make_encoder_decoder"),
+    "recjax.run_lib": ("DatasetConfig",),
     "recjax.trainer": ("TrainerConfig",),
     "recjax.optimizers": ("OptimizerConfig", "ScheduleConfig"),
     "recjax.evaluation": ("EvalConfig",),
@@ -81,6 +84,13 @@ def register_all() -> None:
     for name in names:
       gin.external_configurable(getattr(module, name), name=name,
                                 module=module_name)
+  # Names from before the model families moved into recjax.models.
+  for (old_module, name), new_module in deprecation.GIN_ALIASES.items():
+    fn = getattr(importlib.import_module(new_module), name)
+    gin.external_configurable(
+        deprecation.deprecated_configurable(
+            fn, f"{old_module}.{name}", f"{new_module}.{name}"),
+        name=name, module=old_module)
   _registered = True
 
 

@@ -33,11 +33,11 @@ import numpy as np
 
 from recjax import checkpoints
 from recjax import evaluation
-from recjax import models
 from recjax import run_lib
 from recjax.datasets import canonical
 from recjax.datasets import splits as splits_lib
 from recjax.errors import ConfigError
+from recjax.models.base import BaseModel
 from recjax.tokens import PAD_ID
 from recjax.tokens import SemanticIdLayout
 from recjax.trie import ItemTrie
@@ -142,7 +142,7 @@ def _batches(inputs: dict[str, np.ndarray], batch_size: int
 
 
 def infer(*, model_dir: str, dataset_dir: str, semantic_ids_dir: str,
-          model_fn: Callable[[SemanticIdLayout], models.BaseModel],
+          model_fn: Callable[[SemanticIdLayout], BaseModel],
           output: str, histories: str | None = None, split: str = "test",
           num_decodes: int = 20, exclude_seen: bool = False,
           max_history: int = 20, use_user_token: bool = True,

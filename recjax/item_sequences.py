@@ -1,7 +1,7 @@
 """Item-level training and evaluation data for sequential recommenders.
 
 Turns a `CanonicalDataset` and its leave-one-out splits into the numpy
-batches of `recjax.item_models` (`ITEM_PAD` = -1 pads, histories
+batches of `recjax.models.base` (`ITEM_PAD` = `NO_ITEM` = -1 pads, histories
 right-aligned so the most recent item is in the last column). No TensorFlow.
 
 Training examples come from each user's training sequence `s` (all items
@@ -51,8 +51,9 @@ from recjax.datasets import CanonicalDataset
 from recjax.datasets import Split
 from recjax.datasets import stage
 from recjax.errors import ConfigError
+from recjax.tokens import NO_ITEM
 
-ITEM_PAD = -1  # Same value as recjax.item_models.ITEM_PAD (no jax import).
+ITEM_PAD = NO_ITEM
 TRAIN_MODES = ("sequences", "prefixes")
 MASK_KEY = "mask"
 

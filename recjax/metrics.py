@@ -27,8 +27,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from recjax.tokens import NO_ITEM
+
 DEFAULT_KS = (1, 5, 10, 20)
-INVALID = -1
+INVALID = NO_ITEM
 
 
 def _check_inputs(predictions: np.ndarray, targets: np.ndarray,

@@ -76,7 +76,8 @@ class TransformerConfig:
   """Hyper-parameters of the encoder-decoder.
 
   Attributes:
-    vocab_size: number of token ids (input and output share the vocabulary).
+    vocab_size: number of token ids (input and output share the vocabulary);
+      0 until the run's token layout sets it (`make_encoder_decoder` does).
     emb_dim: model width (HF `d_model`).
     num_heads: attention heads.
     head_dim: width of each head (HF `d_kv`).
@@ -95,7 +96,7 @@ class TransformerConfig:
     dtype: activation dtype (parameters stay float32).
   """
 
-  vocab_size: int
+  vocab_size: int = 0
   emb_dim: int = 128
   num_heads: int = 6
   head_dim: int = 64
@@ -113,7 +114,10 @@ class TransformerConfig:
   def __post_init__(self):
     object.__setattr__(self, "mlp_activations",
                        tuple(self.mlp_activations))
-    positive = ("vocab_size", "emb_dim", "num_heads", "head_dim",
+    if int(self.vocab_size) < 0:
+      raise ConfigError(f"TransformerConfig.vocab_size must be >= 0 (0: set "
+                        f"from the token layout), got {self.vocab_size!r}.")
+    positive = ("emb_dim", "num_heads", "head_dim",
                 "num_encoder_layers", "num_decoder_layers", "mlp_dim",
                 "relative_attention_num_buckets",
                 "relative_attention_max_distance")
@@ -738,6 +742,11 @@ class Transformer(nn.Module):
 
   def setup(self):
     cfg = self.config
+    if cfg.vocab_size < 1:
+      raise ConfigError(
+          "TransformerConfig.vocab_size is not set; build the network with "
+          "recjax.models.tiger.make_encoder_decoder, which sets it from the "
+          "run's token layout, or bind it (>= 1).")
     self.shared_embedding = nn.Embed(
         cfg.vocab_size, cfg.emb_dim, dtype=cfg.dtype,
         embedding_init=nn.with_logical_partitioning(

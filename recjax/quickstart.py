@@ -11,7 +11,7 @@ stages) and prints what each produced:
    configs `runs/train.gin` + `experiments/quickstart_movielens_100k.gin`;
 5. eval: constrained beam search on the test split (all items, and seen items
    excluded) next to two count baselines on the same split: item-to-item
-   transitions (`recjax.markov`) and most popular.
+   transitions (`recjax.models.markov`) and most popular.
 
 The table goes to stdout and `runs/quickstart/metrics.json`.
 """
@@ -27,13 +27,10 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
-
-from recjax import datasets
-from recjax import markov
-from recjax import metrics as metrics_lib
 from recjax.datasets import stage as dataset_stage
 from recjax.errors import RecjaxError
+from recjax.models import markov
+from recjax.models import popularity
 
 TASK = "tiger_movielens_100k_quickstart"
 EXPERIMENT = "experiments/quickstart_movielens_100k.gin"
@@ -43,44 +40,6 @@ RQVAE_CONFIG = {"num_levels": 3, "codebook_size": 64, "epochs": 300,
 # Each user's most recent training prefixes (TIGER expands all 97k; the
 # most recent 30 per user train 4 epochs in the time of one).
 MAX_TRAIN_PREFIXES = 30
-
-
-def popularity_metrics(ds: datasets.CanonicalDataset, k: int = 20,
-                       exclude_seen: bool = False,
-                       max_history: int | None = None) -> dict[str, float]:
-  """Most-popular baseline on the leave-one-out test split.
-
-  Popularity counts every item of the users' training sequences (the items
-  before the validation target).
-
-  Args:
-    ds: the dataset.
-    k: list length.
-    exclude_seen: leave each user's history out of their list.
-    max_history: history items excluded (most recent; None = all, the
-      policy of every model's "seen items excluded" evaluation).
-
-  Returns:
-    `ranking_metrics` of the lists on the test split.
-  """
-  splits = datasets.leave_one_out(ds, max_history=max_history)
-  train = splits["train"]
-  counts = np.bincount(
-      np.concatenate([train.history_flat, train.targets]),
-      minlength=ds.num_items)
-  test = splits["test"]
-  exclude = None
-  if exclude_seen:
-    width = int(np.diff(test.offsets).max())
-    exclude = np.full((len(test), width), -1, np.int64)
-    for i in range(len(test)):
-      h = test.history(i)
-      exclude[i, :len(h)] = h
-  top = metrics_lib.popularity_baseline(counts, k=k, exclude=exclude)
-  if top.ndim == 1:
-    top = np.broadcast_to(top, (len(test), k))
-  return metrics_lib.ranking_metrics(top, test.targets,
-                                     num_items=ds.num_items)
 
 
 def _stage(n: int, total: int, text: str) -> float:
@@ -147,8 +106,8 @@ def run(out_dir: str = "runs/quickstart",
 
   t = _stage(5, total, "eval: constrained beam search (20 beams) on test")
   results = gin.get_configurable("recjax.eval.evaluate")()
-  pop = popularity_metrics(ds)
-  pop_excl = popularity_metrics(ds, exclude_seen=True)
+  popular = popularity.evaluate(ds)
+  pop, pop_excl = _strip(popular, "test/"), _strip(popular, "test_excl/")
   metrics: dict[str, Any] = dict(results)
   metrics.update({f"popularity/{k}": v for k, v in pop.items()})
   metrics.update({f"popularity_excl/{k}": v for k, v in pop_excl.items()})

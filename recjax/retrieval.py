@@ -26,8 +26,8 @@ import numpy as np
 from recjax import metrics as metrics_lib
 from recjax.evaluation import EvalConfig
 from recjax.evaluation import Predictions
-from recjax.item_models import ItemModel
-from recjax.item_models import top_k_items
+from recjax.models.base import ItemModel
+from recjax.models.base import top_k_items
 
 PyTree = Any
 Batch = Mapping[str, np.ndarray]

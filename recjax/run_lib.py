@@ -4,7 +4,6 @@
 * `open_batches`: a `NumpyBatches` reader for a dataset config, materialising
   the SeqIO task split once when no numpy directory is given;
 * `load_semantic_ids`: the codes and token layout a run decodes with;
-* `make_encoder_decoder`: the model for a token layout (gin: `model_fn`);
 * `model_meta`: the description stored with checkpoints;
 * `gin_main`: T5X-style flags (`--gin_file`, `--gin.NAME=value`,
   `--gin_search_paths`) around a gin-configured function.
@@ -31,11 +30,11 @@ import jax
 import numpy as np
 
 from recjax import checkpoints
+from recjax import deprecation
 from recjax import gin_utils
-from recjax import models
-from recjax import network
 from recjax.errors import ConfigError
 from recjax.errors import RecjaxError
+from recjax.models.base import BaseModel
 from recjax.numpy_batches import NumpyBatches
 from recjax.numpy_batches import read_manifest
 from recjax.numpy_batches import vocabulary_fingerprint
@@ -173,30 +172,7 @@ def load_semantic_ids(batches_dir: str | os.PathLike[str],
                      fingerprint=fingerprint)
 
 
-def make_encoder_decoder(layout: SemanticIdLayout,
-                         config: network.TransformerConfig,
-                         label_smoothing: float = 0.0, z_loss: float = 0.0,
-                         loss_temperature: float = 1.0,
-                         alignment_weight: float = 0.0,
-                         alignment_temperature: float = 0.07,
-                         alignment_pooling: str = "mean"
-                         ) -> models.EncoderDecoderModel:
-  """An encoder-decoder over `layout` (gin: `train.model_fn`).
-
-  The network's `vocab_size` is set to the layout's: the vocabulary, not the
-  gin file, decides it. `alignment_*` set the CALRec contrastive alignment
-  loss (off at weight 0; see `models.EncoderDecoderModel`).
-  """
-  config = dataclasses.replace(config, vocab_size=layout.vocab_size)
-  return models.EncoderDecoderModel(
-      network.Transformer(config), layout=layout,
-      label_smoothing=label_smoothing, z_loss=z_loss,
-      loss_temperature=loss_temperature, alignment_weight=alignment_weight,
-      alignment_temperature=alignment_temperature,
-      alignment_pooling=alignment_pooling)
-
-
-def model_meta(model: models.BaseModel, ids: SemanticIds) -> dict[str, Any]:
+def model_meta(model: BaseModel, ids: SemanticIds) -> dict[str, Any]:
   """The model/vocabulary description stored with checkpoints."""
   desc: dict[str, Any] = {"class": type(model).__name__}
   meta: dict[str, Any] = {}
@@ -262,3 +238,6 @@ def gin_main(fn_name: str, argv: Sequence[str] | None = None,
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
     raise
+
+
+__getattr__ = deprecation.alias_module(__name__)

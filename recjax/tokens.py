@@ -28,6 +28,9 @@ PAD_ID = 0
 EOS_ID = 1
 UNK_ID = 2
 NUM_SPECIAL = 3
+# "No item": pads item-index arrays (histories, exclusion sets, ranked
+# lists) and marks a slot without a valid item. The one definition.
+NO_ITEM = -1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,11 +22,11 @@ from collections.abc import Iterator
 import jax
 
 from recjax import evaluation
-from recjax import models
 from recjax import partitioning
 from recjax import run_lib
 from recjax import trainer as trainer_lib
 from recjax.errors import ConfigError
+from recjax.models.base import BaseModel
 from recjax.optimizers import OptimizerConfig
 from recjax.tokens import SemanticIdLayout
 from recjax.trie import ItemTrie
@@ -44,7 +44,7 @@ class _Source:
 
 def train(*, model_dir: str,
           train_dataset_cfg: run_lib.DatasetConfig,
-          model_fn: Callable[[SemanticIdLayout], models.BaseModel],
+          model_fn: Callable[[SemanticIdLayout], BaseModel],
           optimizer: OptimizerConfig,
           trainer_config: trainer_lib.TrainerConfig,
           eval_dataset_cfg: run_lib.DatasetConfig | None = None,

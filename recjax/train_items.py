@@ -42,10 +42,10 @@ from recjax import trainer as trainer_lib
 from recjax.datasets import CanonicalDataset
 from recjax.errors import ConfigError
 from recjax.evaluation import EvalConfig
-from recjax.item_models import ItemModel
 from recjax.item_sequences import ItemDataConfig
+from recjax.models.base import ItemModel
+from recjax.models.sasrec import make_sasrec
 from recjax.optimizers import OptimizerConfig
-from recjax.sequential import make_sasrec
 
 METRICS_FILE = "metrics.json"
 # An `eval_period` / `checkpoint_period` of -1 means once per epoch.

@@ -38,7 +38,7 @@ from jax.experimental import multihost_utils
 from recjax import checkpoints
 from recjax import summaries
 from recjax.errors import ConfigError
-from recjax.models import BaseModel
+from recjax.models.base import BaseModel
 from recjax.optimizers import OptimizerConfig
 from recjax.partitioning import Partitioner
 

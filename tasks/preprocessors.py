@@ -24,11 +24,12 @@ import seqio
 import tensorflow as tf
 
 from recjax.errors import ConfigError
+from recjax.tokens import NO_ITEM
 from tasks.vocabulary import SemanticIdVocabulary
 
 IS_TRAIN = "is_train"
 PASSTHROUGH_FEATURES = ("target_item", "user_index", "history_items")
-HISTORY_PAD = -1
+HISTORY_PAD = NO_ITEM
 USER_TOKEN = "user_token"
 _LENGTH = "_history_length"
 

@@ -53,7 +53,7 @@ _SIZE_SOURCES = (
     ("config.json", ("codebook_sizes",)),
 )
 _MAX_KEY = 2**62
-INVALID_ITEM = -1
+INVALID_ITEM = tokens_lib.NO_ITEM
 
 def _crc32_table() -> np.ndarray:
   """The 256-entry table of the reflected CRC-32 polynomial (zlib's)."""

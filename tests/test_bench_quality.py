@@ -12,8 +12,8 @@ import bench_scripts
 import numpy as np
 import pytest
 
-from recjax import markov
 from recjax.datasets import canonical
+from recjax.models import markov
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

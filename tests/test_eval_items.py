@@ -100,7 +100,7 @@ def test_bad_split_checkpoint_and_run_dir(trained, tmp_path):
   # Another network than the run's: refused, not silently mis-restored.
   with pytest.raises(CheckpointError):
     _evaluate(gin_file, model_dir,
-              **{"recjax.sequential.SASRecConfig.hidden_dim": 32})
+              **{"recjax.models.sasrec.SASRecConfig.hidden_dim": 32})
 
 
 def test_command_line(trained, tmp_path):

@@ -8,8 +8,8 @@ import pytest
 
 from recjax import evaluation
 from recjax import metrics
-from recjax import models
 from recjax import network
+from recjax.models import tiger as models
 from recjax.tokens import SemanticIdLayout
 from recjax.trie import ItemTrie
 

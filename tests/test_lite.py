@@ -1,4 +1,4 @@
-"""Tests for recjax.lite (LITE-LLM4Rec)."""
+"""Tests for recjax.models.lite (LITE-LLM4Rec)."""
 
 import dataclasses
 import importlib.util
@@ -13,10 +13,10 @@ import pytest
 from tiny_checkpoints import write_bert
 
 from recjax import gin_utils
-from recjax import lite
 from recjax.datasets.canonical import ItemTable
 from recjax.datasets.canonical import from_sequences
 from recjax.errors import ConfigError
+from recjax.models import lite
 from recjax.text_encoders import bert
 from recjax.text_encoders import load_text_encoder
 
@@ -271,9 +271,9 @@ def test_lite_gin_config_binds_the_model():
   try:
     gin.parse_config_files_and_bindings(
         [str(GIN_DIR / "models" / "lite.gin")],
-        ["MAX_LENGTH = 8", "recjax.lite.LiteConfig.d_model = 16"],
+        ["MAX_LENGTH = 8", "recjax.models.lite.LiteConfig.d_model = 16"],
         skip_unknown=not strict)
-    make = gin.get_configurable("recjax.lite.make_lite")
+    make = gin.get_configurable("recjax.models.lite.make_lite")
     model = make(_dataset(20), _table(20, 8))
     assert isinstance(model, lite.LiteModel)
     assert model.config.item_encoder == "frozen"

@@ -1,4 +1,4 @@
-"""Tests of recjax.markov: counts, scores and lists against brute force."""
+"""Tests of recjax.models.markov: counts, scores, lists vs brute force."""
 
 import hypothesis
 import hypothesis.strategies as st
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from recjax import datasets
-from recjax import markov
 from recjax import metrics
 from recjax.datasets import canonical
 from recjax.errors import ConfigError
-from recjax.markov import MarkovConfig
-from recjax.markov import TransitionModel
+from recjax.models import markov
+from recjax.models.markov import MarkovConfig
+from recjax.models.markov import TransitionModel
 
 
 def _train(seqs, num_items=None):

@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from recjax import item_models
 from recjax import item_sequences
 from recjax import metrics as metrics_lib
 from recjax import retrieval
 from recjax.evaluation import EvalConfig
+from recjax.models import base as item_models
 
 N = 9
 

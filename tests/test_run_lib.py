@@ -9,6 +9,7 @@ import pytest
 from recjax import network
 from recjax import run_lib
 from recjax.errors import ConfigError
+from recjax.models import tiger
 from recjax.numpy_batches import FORMAT_VERSION
 from recjax.numpy_batches import vocabulary_fingerprint
 from recjax.tokens import SemanticIdLayout
@@ -78,7 +79,7 @@ def test_make_encoder_decoder_takes_vocab_from_the_layout():
   cfg = network.TransformerConfig(vocab_size=7, emb_dim=8, num_heads=2,
                                   head_dim=4, num_encoder_layers=1,
                                   num_decoder_layers=1, mlp_dim=16)
-  model = run_lib.make_encoder_decoder(LAYOUT, cfg, alignment_weight=0.5)
+  model = tiger.make_encoder_decoder(LAYOUT, cfg, alignment_weight=0.5)
   assert model.module.config.vocab_size == LAYOUT.vocab_size
   assert model.alignment_weight == 0.5
 

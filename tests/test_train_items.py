@@ -25,8 +25,8 @@ DATA = ItemDataConfig(source="synthetic", source_kwargs=SYNTH, max_length=8)
 
 def _gin_file(root: pathlib.Path) -> pathlib.Path:
   return tiny_item_runs.sasrec_gin(root, SYNTH, """
-      recjax.sequential.SASRecConfig.dropout_rate = 0.2
-      recjax.sequential.SASRecConfig.attention_dropout_rate = 0.2
+      recjax.models.sasrec.SASRecConfig.dropout_rate = 0.2
+      recjax.models.sasrec.SASRecConfig.attention_dropout_rate = 0.2
       """)
 
 
@@ -81,8 +81,8 @@ def test_train_evaluate_resume_and_reproduce(gin_file, tmp_path):
 def test_recbole_recipe_validates_every_epoch(gin_file, tmp_path):
   # Post-LN, prefixes scored at the last column, EVAL_PERIOD = -1: one
   # validation per epoch (60 users' prefixes in batches of 64).
-  recbole = {"recjax.sequential.SASRecConfig.norm": "post",
-             "recjax.sequential.SASRecConfig.train_positions": "last"}
+  recbole = {"recjax.models.sasrec.SASRecConfig.norm": "post",
+             "recjax.models.sasrec.SASRecConfig.train_positions": "last"}
   out = _run(gin_file, tmp_path / "p", EVAL_PERIOD=-1, TRAIN_MODE="prefixes",
              BATCH_SIZE=64, TRAIN_STEPS=25, **recbole)
   per_epoch = int(out["num_train_examples"]) // 64

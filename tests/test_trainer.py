@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from recjax import checkpoints
-from recjax import models
 from recjax import network
 from recjax import optimizers
 from recjax import summaries
 from recjax import trainer as trainer_lib
 from recjax.errors import ConfigError
+from recjax.models import tiger as models
 from recjax.tokens import SemanticIdLayout
 
 LAYOUT = SemanticIdLayout((4, 4), num_user_buckets=0)

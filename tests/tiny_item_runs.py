@@ -26,9 +26,9 @@ def sasrec_gin(root: pathlib.Path, synth: dict, extra: str = ""
       MAX_LENGTH = 8
       recjax.item_sequences.ItemDataConfig.source = "synthetic"
       recjax.item_sequences.ItemDataConfig.source_kwargs = {synth!r}
-      recjax.sequential.SASRecConfig.hidden_dim = 16
-      recjax.sequential.SASRecConfig.num_layers = 1
-      recjax.sequential.SASRecConfig.mlp_dim = 16
+      recjax.models.sasrec.SASRecConfig.hidden_dim = 16
+      recjax.models.sasrec.SASRecConfig.num_layers = 1
+      recjax.models.sasrec.SASRecConfig.mlp_dim = 16
       recjax.trainer.TrainerConfig.log_period = 10
       recjax.trainer.TrainerConfig.async_checkpoints = False
       """) + textwrap.dedent(extra))

@@ -1,4 +1,4 @@
-"""Tests for recjax.dual_encoder (LEARN twin towers)."""
+"""Tests for recjax.models.learn (LEARN twin towers)."""
 
 import importlib.util
 import pathlib
@@ -10,12 +10,13 @@ import numpy as np
 import optax
 import pytest
 
-from recjax import dual_encoder
 from recjax import gin_utils
 from recjax.datasets.canonical import ItemTable
 from recjax.datasets.canonical import from_sequences
 from recjax.errors import ConfigError
-from recjax.item_models import top_k_items
+from recjax.models import learn as dual_encoder
+from recjax.models import losses
+from recjax.models.base import top_k_items
 
 GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "gin_configs"
 TINY = dual_encoder.DualEncoderConfig(d_model=16, num_layers=2, num_heads=2,
@@ -80,7 +81,7 @@ def test_in_batch_loss_matches_numpy_with_duplicates_masked():
   u /= np.linalg.norm(u, axis=1, keepdims=True)
   v /= np.linalg.norm(v, axis=1, keepdims=True)
   targets = np.array([3, 1, 3, -1, 2, 3, 1], np.int32)
-  loss_fn = jax.jit(dual_encoder.in_batch_softmax_loss, static_argnums=3)
+  loss_fn = jax.jit(losses.in_batch_softmax_loss, static_argnums=3)
   loss, m = loss_fn(jnp.asarray(u, jnp.float32), jnp.asarray(v, jnp.float32),
                     targets, 20.0)
   ref, correct, num, negatives = _reference_loss(u, v, targets, 20.0)
@@ -102,7 +103,7 @@ def test_in_batch_loss_ignores_masked_columns_in_gradient():
   u = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
   v = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
   targets = jnp.array([5, 5, -1, 6])
-  g = jax.jit(jax.grad(lambda v: dual_encoder.in_batch_softmax_loss(
+  g = jax.jit(jax.grad(lambda v: losses.in_batch_softmax_loss(
       u, v, targets, 20.0)[0]))(v)
   # Column 2 is padding: no row uses it.
   np.testing.assert_array_equal(np.asarray(g[2]), 0.0)
@@ -223,7 +224,7 @@ def test_train_positions_last_and_dropout():
   users = jax.jit(model.user_vectors)(params, batch["input_items"])[:, -1]
   targets = batch["target_items"][:, -1]
   items = jax.jit(model.item_vectors)(params, targets)
-  ref, _ = jax.jit(dual_encoder.in_batch_softmax_loss)(users, items, targets,
+  ref, _ = jax.jit(losses.in_batch_softmax_loss)(users, items, targets,
                                                        20.0)
   np.testing.assert_allclose(float(loss), float(ref), rtol=1e-5)
   all_model = dual_encoder.DualEncoderModel(model.text_embeddings, TINY)
@@ -321,7 +322,7 @@ def test_learn_gin_config_binds_the_model():
     gin.parse_config_files_and_bindings(
         [str(GIN_DIR / "models" / "learn.gin")], ["MAX_LENGTH = 20"],
         skip_unknown=not strict)
-    make = gin.get_configurable("recjax.dual_encoder.make_dual_encoder")
+    make = gin.get_configurable("recjax.models.learn.make_dual_encoder")
     model = make(_dataset(20), _table(20, 8))
     assert isinstance(model, dual_encoder.DualEncoderModel)
     assert model.config.logit_scale == 20.0

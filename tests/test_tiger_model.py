@@ -12,9 +12,10 @@ import optax
 import pytest
 
 from recjax import gin_utils
-from recjax import models
 from recjax import network
 from recjax.errors import ConfigError
+from recjax.models import losses
+from recjax.models import tiger as models
 from recjax.tokens import SemanticIdLayout
 from recjax.trie import ItemTrie
 
@@ -160,7 +161,7 @@ def test_cross_entropy_matches_numpy(ls, z, temp):
   logits = rng.normal(size=(3, 4, 7)).astype(np.float32) * 3
   targets = rng.integers(0, 7, (3, 4))
   weights = (rng.random((3, 4)) > 0.3).astype(np.float32)
-  loss, metrics = models.cross_entropy_loss(
+  loss, metrics = losses.cross_entropy_loss(
       jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(weights),
       label_smoothing=ls, z_loss=z, temperature=temp)
   np.testing.assert_allclose(float(loss),
@@ -174,18 +175,18 @@ def test_loss_is_normalised_by_target_tokens():
   logits = rng.normal(size=(2, 3, 5)).astype(np.float32)
   targets = rng.integers(1, 5, (2, 3))
   weights = np.ones((2, 3), np.float32)
-  base, _ = models.cross_entropy_loss(logits, targets, weights)
+  base, _ = losses.cross_entropy_loss(logits, targets, weights)
   # Extra padded positions (weight 0) do not change the loss.
   pad_logits = np.concatenate([logits, rng.normal(size=(2, 4, 5))], 1)
   pad_targets = np.concatenate([targets, np.zeros((2, 4), int)], 1)
   pad_weights = np.concatenate([weights, np.zeros((2, 4), np.float32)], 1)
-  padded, _ = models.cross_entropy_loss(pad_logits, pad_targets, pad_weights)
+  padded, _ = losses.cross_entropy_loss(pad_logits, pad_targets, pad_weights)
   np.testing.assert_allclose(float(base), float(padded), rtol=1e-6)
   # A perfect prediction with label smoothing costs zero.
   eps = 0.1
   sharp = np.where(np.eye(5, dtype=bool)[targets], np.log(1 - eps),
                    np.log(eps / 4)).astype(np.float32)
-  zero, _ = models.cross_entropy_loss(sharp, targets, weights,
+  zero, _ = losses.cross_entropy_loss(sharp, targets, weights,
                                       label_smoothing=eps)
   assert abs(float(zero)) < 1e-5
 
@@ -256,15 +257,18 @@ def test_bad_model_settings_raise():
         _params(), {"encoder_input_tokens": _users(1, 0)}, num_decodes=0)
 
 
-@pytest.mark.parametrize("gin_file, layers, vocab", [
-    ("models/tiger.gin", 4, 3027), ("models/tiger_small.gin", 2, 33)])
-def test_gin_configs_build_the_model(gin_file, layers, vocab):
+@pytest.mark.parametrize("gin_file, layers, layout", [
+    ("models/tiger.gin", 4, SemanticIdLayout((256,) * 4, 2000)),
+    ("models/tiger_small.gin", 2, SemanticIdLayout((8, 8, 4), 10))])
+def test_gin_configs_build_the_model(gin_file, layers, layout):
   gin.clear_config()
   try:
     gin_utils.parse_gin([gin_file], finalize=False)
-    model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+    model_fn = gin.query_parameter("%MODEL_FN").scoped_configurable_fn
+    model = model_fn(layout)
   finally:
     gin.clear_config()
+  vocab = layout.vocab_size
   assert isinstance(model, models.EncoderDecoderModel)
   cfg = model.module.config
   assert cfg.num_encoder_layers == cfg.num_decoder_layers == layers
@@ -355,7 +359,7 @@ def test_alignment_weight_zero_is_the_plain_generation_loss():
         {"params": params}, batch["encoder_input_tokens"],
         batch["decoder_input_tokens"], batch["decoder_target_tokens"],
         enable_dropout=True, rngs={"dropout": key})
-    return models.cross_entropy_loss(logits, batch["decoder_target_tokens"],
+    return losses.cross_entropy_loss(logits, batch["decoder_target_tokens"],
                                      batch["decoder_loss_weights"])
 
   want_loss, want = plain(params, batch, key)
@@ -419,19 +423,19 @@ def test_in_batch_infonce_masks_duplicates_and_invalid_rows():
   # Two examples with the same history and the same target: masked, each
   # softmax holds only its positive and the loss is 0; unmasked it is log 2.
   same = jnp.ones((2, 2), bool)
-  assert float(models.in_batch_infonce(q, q, temperature=0.1,
+  assert float(losses.in_batch_infonce(q, q, temperature=0.1,
                                        same_key=same)) < 1e-6
   np.testing.assert_allclose(
-      float(models.in_batch_infonce(q, q, temperature=0.1)), np.log(2),
+      float(losses.in_batch_infonce(q, q, temperature=0.1)), np.log(2),
       rtol=1e-5)
   # An invalid row is neither an anchor nor a negative, whatever it holds.
   q3 = jnp.asarray(np.stack([a, b, a]))
   k3 = jnp.asarray(np.stack([a, b, a]))
   valid = jnp.asarray([True, True, False])
-  got = models.in_batch_infonce(q3, k3, temperature=0.1, valid=valid)
-  want = models.in_batch_infonce(q3[:2], k3[:2], temperature=0.1)
+  got = losses.in_batch_infonce(q3, k3, temperature=0.1, valid=valid)
+  want = losses.in_batch_infonce(q3[:2], k3[:2], temperature=0.1)
   np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
-  none = models.in_batch_infonce(q3, k3, temperature=0.1,
+  none = losses.in_batch_infonce(q3, k3, temperature=0.1,
                                  valid=jnp.zeros(3, bool))
   assert float(none) == 0.0
 
@@ -440,9 +444,9 @@ def test_masked_pool():
   x = jnp.asarray([[[1.0, -2.0], [3.0, 4.0], [100.0, 100.0]],
                    [[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]])
   mask = jnp.asarray([[True, True, False], [False, False, False]])
-  np.testing.assert_allclose(np.asarray(models.masked_pool(x, mask)),
+  np.testing.assert_allclose(np.asarray(losses.masked_pool(x, mask)),
                              [[2.0, 1.0], [0.0, 0.0]])
-  np.testing.assert_allclose(np.asarray(models.masked_pool(x, mask, "max")),
+  np.testing.assert_allclose(np.asarray(losses.masked_pool(x, mask, "max")),
                              [[3.0, 4.0], [0.0, 0.0]])
 
 

@@ -1,4 +1,13 @@
-"""Models: the T5X model contract and the encoder-decoder recommender.
+"""The TIGER family: generative retrieval with a T5 encoder-decoder.
+
+TIGER (Rajput et al., NeurIPS'23, "Recommender Systems with Generative
+Retrieval") generates the semantic ID of the next item token by token; the
+recipes of this family add LETTER's tokenizer (a semantic-ID input, see
+`recjax.quantizers.letter`), its temperature-scaled loss and CALRec's
+contrastive alignment (`alignment_weight`). The network
+(`recjax.network.Transformer`), the constrained beam search
+(`recjax.decoding`) and the trie (`recjax.trie`) are shared modules, not part
+of this family.
 
 A model wraps a `flax.linen` network with what a trainer and an inference
 loop need: a loss, a decoder, a scorer and parameter initialisation. Batches
@@ -16,8 +25,7 @@ SeqIO class only when it is read and SeqIO is importable.
 
 from __future__ import annotations
 
-import abc
-import importlib
+import dataclasses
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
@@ -25,10 +33,16 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from recjax import decoding
+from recjax import network
 from recjax.errors import ConfigError
+from recjax.models.base import BaseModel
+from recjax.models.base import LazySeqioAttr
+from recjax.models.losses import ALIGNMENT_POOLINGS
+from recjax.models.losses import cross_entropy_loss
+from recjax.models.losses import in_batch_infonce
+from recjax.models.losses import masked_pool
 from recjax.network import Transformer
 from recjax.tokens import EOS_ID
 from recjax.tokens import PAD_ID
@@ -38,153 +52,6 @@ from recjax.trie import ItemTrie
 Array = jax.Array
 Batch = Mapping[str, Any]
 PyTree = Any
-
-
-class _LazySeqioAttr:
-  """Class attribute resolving to `seqio.<name>` on access (None without)."""
-
-  def __init__(self, name: str):
-    self.name = name
-
-  def __get__(self, obj: Any, objtype: type | None = None) -> Any:
-    try:
-      seqio = importlib.import_module("seqio")
-    except ImportError:
-      return None
-    return getattr(seqio, self.name)
-
-
-def cross_entropy_loss(logits: Array, targets: Array, weights: Array, *,
-                       label_smoothing: float = 0.0, z_loss: float = 0.0,
-                       temperature: float = 1.0
-                       ) -> tuple[Array, dict[str, Array]]:
-  """Token-level softmax cross-entropy, normalised by the target tokens.
-
-  `logits / temperature` go through the softmax (LETTER's temperature-scaled
-  generation loss; 1.0 is plain cross-entropy). With label smoothing `eps`
-  the target distribution puts `1 - eps` on the target and spreads `eps`
-  over the other `vocab - 1` tokens; the loss has that distribution's
-  entropy subtracted, so a perfect prediction costs 0. `z_loss` adds
-  `z_loss * logsumexp(logits)^2` (PaLM / T5X) to keep the normaliser near 0.
-
-  The total is `sum(weights * token_loss) / sum(weights)`: the mean over the
-  target tokens of the batch (the number of non-zero loss weights when
-  weights are 0/1), so it does not depend on padding or batch size.
-
-  Args:
-    logits: float `[batch, length, vocab]`.
-    targets: int `[batch, length]`.
-    weights: float `[batch, length]` loss weights.
-    label_smoothing: `eps` in [0, 1).
-    z_loss: z-loss coefficient.
-    temperature: softmax temperature (> 0).
-
-  Returns:
-    `(loss, metrics)`; metrics hold the summed `cross_ent_loss`, `z_loss`,
-    `accuracy` (correct weighted tokens) and `num_tokens` (sum of weights),
-    plus the normalised `loss`.
-  """
-  vocab = logits.shape[-1]
-  logits = logits.astype(jnp.float32) / temperature
-  log_z = jax.nn.logsumexp(logits, axis=-1)
-  log_p = logits - log_z[..., None]
-  target_lp = jnp.take_along_axis(log_p, targets[..., None].astype(jnp.int32),
-                                  axis=-1)[..., 0]
-  if label_smoothing:
-    conf = 1.0 - label_smoothing
-    low = label_smoothing / (vocab - 1)
-    entropy = -(conf * np.log(conf) + (vocab - 1) * low * np.log(low))
-    xent = -(conf - low) * target_lp - low * jnp.sum(log_p, axis=-1)
-    xent = xent - entropy
-  else:
-    xent = -target_lp
-  zl = z_loss * jnp.square(log_z)
-  weights = weights.astype(jnp.float32)
-  num_tokens = jnp.sum(weights)
-  denom = jnp.maximum(num_tokens, 1e-8)
-  xent_sum = jnp.sum(xent * weights)
-  z_sum = jnp.sum(zl * weights)
-  loss = (xent_sum + z_sum) / denom
-  correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
-  metrics = {"loss": loss, "cross_ent_loss": xent_sum, "z_loss": z_sum,
-             "accuracy": jnp.sum(correct * weights), "num_tokens": num_tokens}
-  return loss, metrics
-
-
-ALIGNMENT_POOLINGS = ("mean", "max")
-
-
-def masked_pool(x: Array, mask: Array, pooling: str = "mean") -> Array:
-  """Pools `[batch, length, dim]` activations over the positions in `mask`.
-
-  Args:
-    x: activations `[batch, length, dim]`.
-    mask: bool `[batch, length]`, True on the positions to pool.
-    pooling: "mean" or "max" (see `ALIGNMENT_POOLINGS`).
-
-  Returns:
-    float32 `[batch, dim]`; rows without a masked-in position are zero.
-  """
-  x = x.astype(jnp.float32)
-  m = mask[..., None]
-  if pooling == "mean":
-    count = jnp.maximum(jnp.sum(m.astype(jnp.float32), axis=1), 1.0)
-    return jnp.sum(jnp.where(m, x, 0.0), axis=1) / count
-  if pooling == "max":
-    low = jnp.finfo(jnp.float32).min
-    pooled = jnp.max(jnp.where(m, x, low), axis=1)
-    return jnp.where(jnp.any(m, axis=1), pooled, 0.0)
-  raise ConfigError(f"pooling must be one of {ALIGNMENT_POOLINGS}, got "
-                    f"{pooling!r}.")
-
-
-def in_batch_infonce(queries: Array, keys: Array, *, temperature: float,
-                     valid: Array | None = None,
-                     same_key: Array | None = None) -> Array:
-  """Symmetric in-batch InfoNCE between L2-normalised query and key rows.
-
-  Row `i` of `queries` and row `i` of `keys` are a positive pair; the other
-  valid rows of the batch are negatives. With `s_ij = cos(q_i, k_j) /
-  temperature` the loss of pair `i` is the mean of the query-to-key term
-  `logsumexp_j s_ij - s_ii` and the key-to-query term `logsumexp_j s_ji -
-  s_ii` (CLIP-style). Pairs `(i, j)`, `j != i`, with `same_key[i, j]` (the
-  same target item in two examples) are dropped from both softmaxes, so
-  duplicates are not pushed apart.
-
-  Args:
-    queries: `[batch, dim]` (e.g. pooled histories).
-    keys: `[batch, dim]` (e.g. pooled target items).
-    temperature: softmax temperature (> 0) on the cosine similarities.
-    valid: optional bool `[batch]`; invalid rows (padding examples) are
-      neither anchors nor negatives.
-    same_key: optional bool `[batch, batch]`, symmetric, True where examples
-      `i` and `j` have the same key.
-
-  Returns:
-    The float32 loss averaged over valid rows (0 when there are none).
-  """
-  def normalize(x: Array) -> Array:
-    x = x.astype(jnp.float32)
-    return x * jax.lax.rsqrt(jnp.sum(jnp.square(x), -1, keepdims=True) +
-                             1e-12)
-
-  batch = queries.shape[0]
-  sim = normalize(queries) @ normalize(keys).T / temperature
-  eye = jnp.eye(batch, dtype=bool)
-  valid = (jnp.ones((batch,), bool) if valid is None
-           else jnp.asarray(valid, bool))
-  allowed = valid[:, None] & valid[None, :]
-  if same_key is not None:
-    allowed = allowed & (eye | ~jnp.asarray(same_key, bool))
-  # A finite fill keeps rows with nothing allowed free of NaNs; `valid`
-  # drops them below.
-  masked = jnp.where(allowed, sim, -1e9)
-  positive = jnp.diagonal(sim)
-  q_to_k = jax.nn.logsumexp(masked, axis=1) - positive
-  k_to_q = jax.nn.logsumexp(masked, axis=0) - positive
-  per_row = jnp.where(valid, 0.5 * (q_to_k + k_to_q), 0.0)
-  count = jnp.maximum(jnp.sum(valid.astype(jnp.float32)), 1.0)
-  return jnp.sum(per_row) / count
 
 
 def _encode_decode_and_items(module: Transformer, encoder_input_tokens: Array,
@@ -217,45 +84,6 @@ def _encode_decode_and_items(module: Transformer, encoder_input_tokens: Array,
   return logits, encoded, items
 
 
-class BaseModel(abc.ABC):
-  """The T5X model contract (see DESIGN.md, "Contracts").
-
-  Subclasses implement the four methods; `FEATURE_CONVERTER_CLS` names the
-  SeqIO feature converter that produces their batches.
-  """
-
-  FEATURE_CONVERTER_CLS: Any = None
-
-  @abc.abstractmethod
-  def loss_fn(self, params: PyTree, batch: Batch,
-              dropout_rng: Array | None) -> tuple[Array, dict[str, Array]]:
-    """Returns `(loss, metrics)` for a training batch."""
-
-  @abc.abstractmethod
-  def predict_batch_with_aux(self, params: PyTree, batch: Batch,
-                             rng: Array | None = None,
-                             **decode_kwargs: Any
-                             ) -> tuple[Array, dict[str, Array]]:
-    """Returns `(predictions, aux)` for an inference batch."""
-
-  @abc.abstractmethod
-  def score_batch(self, params: PyTree, batch: Batch) -> Array:
-    """Returns the log-likelihood of each example's targets, `[batch]`."""
-
-  @abc.abstractmethod
-  def get_initial_variables(self, rng: Array,
-                            input_shapes: Mapping[str, Sequence[int]],
-                            input_types: Mapping[str, Any] | None = None
-                            ) -> PyTree:
-    """Returns freshly initialised variables (`{"params": ...}`)."""
-
-  def predict_batch(self, params: PyTree, batch: Batch,
-                    rng: Array | None = None, **decode_kwargs: Any) -> Array:
-    """`predict_batch_with_aux` without the aux dict."""
-    return self.predict_batch_with_aux(params, batch, rng,
-                                       **decode_kwargs)[0]
-
-
 class EncoderDecoderModel(BaseModel):
   """Generative retrieval with an encoder-decoder over semantic IDs.
 
@@ -271,7 +99,7 @@ class EncoderDecoderModel(BaseModel):
     alignment_pooling: pooling of encoder outputs for the alignment loss.
   """
 
-  FEATURE_CONVERTER_CLS = _LazySeqioAttr("EncDecFeatureConverter")
+  FEATURE_CONVERTER_CLS = LazySeqioAttr("EncDecFeatureConverter")
 
   def __init__(self, module: Transformer,
                codebook_sizes: Sequence[int] | None = None,
@@ -574,3 +402,39 @@ class EncoderDecoderModel(BaseModel):
            "log_probs": result.log_probs, "valid": result.valid,
            "tokens": result.tokens}
     return result.tokens, aux
+
+
+def make_encoder_decoder(layout: SemanticIdLayout,
+                         config: network.TransformerConfig,
+                         label_smoothing: float = 0.0, z_loss: float = 0.0,
+                         loss_temperature: float = 1.0,
+                         alignment_weight: float = 0.0,
+                         alignment_temperature: float = 0.07,
+                         alignment_pooling: str = "mean"
+                         ) -> EncoderDecoderModel:
+  """An encoder-decoder over `layout` (gin: `MODEL_FN`).
+
+  The network's `vocab_size` is set to the layout's: the vocabulary, not the
+  gin file, decides it. `alignment_*` set the CALRec contrastive alignment
+  loss (off at weight 0; see `EncoderDecoderModel`).
+
+  Args:
+    layout: the token layout of the run's semantic IDs.
+    config: the network's hyper-parameters.
+    label_smoothing: see `EncoderDecoderModel`.
+    z_loss: see `EncoderDecoderModel`.
+    loss_temperature: see `EncoderDecoderModel`.
+    alignment_weight: see `EncoderDecoderModel`.
+    alignment_temperature: see `EncoderDecoderModel`.
+    alignment_pooling: see `EncoderDecoderModel`.
+
+  Returns:
+    The model.
+  """
+  config = dataclasses.replace(config, vocab_size=layout.vocab_size)
+  return EncoderDecoderModel(
+      network.Transformer(config), layout=layout,
+      label_smoothing=label_smoothing, z_loss=z_loss,
+      loss_temperature=loss_temperature, alignment_weight=alignment_weight,
+      alignment_temperature=alignment_temperature,
+      alignment_pooling=alignment_pooling)

@@ -1,4 +1,4 @@
-"""Tests for recjax.item_models (top-K with exclusion, softmax loss)."""
+"""Tests for recjax.models.base (top-K with exclusion) and the item loss."""
 
 import flax.linen as nn
 import jax
@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from recjax import item_models
 from recjax.errors import ConfigError
+from recjax.models import base as item_models
+from recjax.models import losses
 
 
 def _brute_top_k(scores, k, excluded=None, allowed=None):
@@ -64,7 +65,7 @@ def test_softmax_item_loss_matches_numpy():
   targets = rng.integers(0, 7, size=(3, 4))
   targets[0, :2] = -1
   targets[2, 3] = -1
-  loss, m = item_models.softmax_item_loss(logits, targets)
+  loss, m = losses.softmax_item_loss(logits, targets)
   log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   w = targets >= 0
   nll = -np.take_along_axis(log_p, np.maximum(targets, 0)[..., None],
@@ -78,7 +79,7 @@ def test_softmax_item_loss_matches_numpy():
 
 
 def test_softmax_item_loss_with_no_targets_is_zero_not_nan():
-  loss, m = item_models.softmax_item_loss(np.ones((2, 3, 5)),
+  loss, m = losses.softmax_item_loss(np.ones((2, 3, 5)),
                                           -np.ones((2, 3), int))
   assert float(loss) == 0.0 and float(m["num_tokens"]) == 0.0
 

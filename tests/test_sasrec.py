@@ -1,4 +1,4 @@
-"""Tests for recjax.sequential (SASRec)."""
+"""Tests for recjax.models.sasrec (SASRec)."""
 
 import math
 
@@ -11,9 +11,9 @@ from recjax import datasets
 from recjax import item_sequences
 from recjax import partitioning
 from recjax import retrieval
-from recjax import sequential
 from recjax.errors import ConfigError
 from recjax.evaluation import EvalConfig
+from recjax.models import sasrec as sequential
 
 N_ITEMS, LEN = 11, 6
 

@@ -1,0 +1,33 @@
+"""The `learn` family: LEARN's twin towers over frozen text embeddings."""
+
+from recjax.models import registry
+from recjax.models.learn.model import TRAIN_POSITIONS
+from recjax.models.learn.model import DualEncoderConfig
+from recjax.models.learn.model import DualEncoderModel
+from recjax.models.learn.model import DualEncoderModule
+from recjax.models.learn.model import make_dual_encoder
+
+__all__ = ["TRAIN_POSITIONS", "DualEncoderConfig", "DualEncoderModel",
+           "DualEncoderModule", "make_dual_encoder"]
+
+registry.register_family(registry.FamilySpec(
+    name="learn",
+    kind=registry.ITEM,
+    factory="recjax.models.learn.make_dual_encoder",
+    description=(
+        "Items are embedded once by a frozen language model; one causal "
+        "Transformer, shared by a user tower (over the history's item "
+        "embeddings) and an item tower (over the item's own embedding), "
+        "is trained with an in-batch softmax (logit scale 20)."),
+    paper="Jia et al. (Kuaishou), AAAI'25, \"LEARN: Knowledge Adaptation "
+    "from Large Language Model to Recommendation for Practical Industrial "
+    "Application\"",
+    implements="Frozen item text embeddings, shared causal towers with a "
+    "tower embedding, in-batch softmax with duplicate targets masked.",
+    assumes="MiniLM (22M) stands in for the paper's 7B LLM; tower sizes "
+    "for Amazon-scale data.",
+    needs=frozenset({registry.TEXT_EMBEDDINGS}),
+    gin_files=("models/learn.gin",)))
+registry.register_method(registry.MethodSpec(
+    name="learn", family="learn",
+    recipe="frozen MiniLM item embeddings, in-batch softmax"))
