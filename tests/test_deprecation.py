@@ -33,7 +33,7 @@ def test_old_imports_resolve_with_a_warning(old, name, new):
                     "removed"):
     assert getattr(module, name) is new
   with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
-    module.Nope
+    _ = module.Nope
 
 
 def test_every_gin_alias_names_a_registered_configurable():
