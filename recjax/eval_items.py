@@ -11,7 +11,7 @@ restores the best (or latest) checkpoint's parameters without touching the
 run, ranks the whole catalog for every user of a split and reports the
 metrics under both history policies ("all items" and, prefixed
 `<split>_excl/`, "seen items excluded"). Writes
-`<output_dir>/eval_items_<split>.json` and, with
+`<output_dir>/eval_<split>.json` and, with
 `--gin.recjax.eval_items.evaluate_items.write_predictions=True`, the ranked
 lists `predictions_<split>.npz` / `predictions_<split>_excl.npz` (`items`,
 `scores`, `targets`; one row per user in split order, as `recjax.eval`
@@ -100,7 +100,7 @@ def evaluate_items(*, model_dir: str,
     if write_predictions:
       io_utils.save_npz_atomic(out / f"predictions_{prefix}.npz",
                                **predictions._asdict())
-  run_lib.write_json(out / f"eval_items_{split}.json", results)
+  run_lib.write_json(out / f"eval_{split}.json", results)
   return results
 
 

@@ -41,7 +41,7 @@ _CONFIGURABLES: dict[str, tuple[str, ...]] = {
     "recjax.models.lite": ("LiteConfig", "make_lite"),
     "recjax.models.markov": ("MarkovConfig",),
     # trainer, partitioning, entry points
-    "recjax.train": ("train",),
+    "recjax.train": ("train", "run"),
     "recjax.eval": ("evaluate",),
     "recjax.infer": ("infer",),
     "recjax.run_lib": ("DatasetConfig",),
@@ -50,6 +50,7 @@ _CONFIGURABLES: dict[str, tuple[str, ...]] = {
     "recjax.evaluation": ("EvalConfig",),
     "recjax.item_sequences": ("ItemDataConfig",),
     "recjax.train_items": ("train_items",),
+    "recjax.train_counts": ("train_counts",),
     "recjax.eval_items": ("evaluate_items",),
     "recjax.partitioning": ("DistributedConfig",),
     # tasks

@@ -19,6 +19,7 @@ atomically. No TensorFlow.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -26,18 +27,24 @@ import os
 import pathlib
 import sys
 from collections.abc import Callable
+from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Sequence
 
+import gin
 import jax
 import numpy as np
 
 from recjax import checkpoints
 from recjax import evaluation
+from recjax import retrieval
 from recjax import run_lib
 from recjax.datasets import canonical
 from recjax.datasets import splits as splits_lib
 from recjax.errors import ConfigError
+from recjax.errors import RecjaxError
 from recjax.models.base import BaseModel
+from recjax.tokens import NO_ITEM
 from recjax.tokens import PAD_ID
 from recjax.tokens import SemanticIdLayout
 from recjax.trie import ItemTrie
@@ -53,13 +60,19 @@ class Request:
 
 
 def read_histories(path: str | os.PathLike[str],
-                   ds: canonical.CanonicalDataset) -> list[Request]:
+                   catalog: canonical.CanonicalDataset | Sequence[str]
+                   ) -> list[Request]:
   """Parses a histories JSONL file into requests.
+
+  Args:
+    path: the JSONL file.
+    catalog: the dataset, or its original item ids by item index.
 
   Raises:
     ConfigError: a malformed line (named with its number).
   """
-  index = {iid: i for i, iid in enumerate(ds.items.original_ids)}
+  ids = getattr(getattr(catalog, "items", None), "original_ids", catalog)
+  index = {iid: i for i, iid in enumerate(ids)}
   out = []
   with open(path, encoding="utf-8") as f:
     for lineno, line in enumerate(f, start=1):
@@ -204,27 +217,219 @@ def infer(*, model_dir: str, dataset_dir: str, semantic_ids_dir: str,
                             exclude_seen=exclude_seen))
   inputs = encode_requests(requests, codes, layout, max_history,
                            use_user_token)
+  return write_recommendations(
+      output, requests, ds.items.original_ids,
+      (evaluator.recommend(params, batch)[:2] + (real,)
+       for batch, real in _batches(inputs, batch_size)))
+
+
+def write_recommendations(
+    output: str | os.PathLike[str], requests: Sequence[Request],
+    original_ids: Sequence[str],
+    ranked: Iterable[tuple[np.ndarray, np.ndarray, int]]) -> pathlib.Path:
+  """Writes one JSONL line per request, atomically.
+
+  Args:
+    output: the JSONL path.
+    requests: the users, in order.
+    original_ids: item ids of the catalog by item index.
+    ranked: `(items, scores, real_rows)` per batch, in request order;
+      items -1 (none left) are dropped.
+
+  Returns:
+    The path written.
+  """
   out = pathlib.Path(output)
   out.parent.mkdir(parents=True, exist_ok=True)
   tmp = out.with_suffix(out.suffix + ".tmp")
   done = 0
-  with open(tmp, "w", encoding="utf-8") as f:
-    for batch, real in _batches(inputs, batch_size):
-      items, scores = evaluator.recommend(params, batch)
-      for r in range(real):
-        req = requests[done + r]
-        keep = items[r] >= 0
-        rec = {"user_id": req.user_id,
-               "items": [ds.items.original_ids[i] for i in items[r][keep]],
-               "scores": [round(float(s), 5) for s in scores[r][keep]]}
-        if req.unknown:
-          rec["unknown_items"] = req.unknown
-        f.write(json.dumps(rec) + "\n")
-      done += real
-  os.replace(tmp, out)
+  try:
+    with open(tmp, "w", encoding="utf-8") as f:
+      for items, scores, real in ranked:
+        for r in range(real):
+          req = requests[done + r]
+          keep = items[r] >= 0
+          rec = {"user_id": req.user_id,
+                 "items": [original_ids[i] for i in items[r][keep]],
+                 "scores": [round(float(s), 5) for s in scores[r][keep]]}
+          if req.unknown:
+            rec["unknown_items"] = req.unknown
+          f.write(json.dumps(rec) + "\n")
+        done += real
+    os.replace(tmp, out)
+  finally:
+    if tmp.exists():
+      tmp.unlink()
   print(f"wrote {done} users' recommendations to {out}", flush=True)
   return out
 
 
+def _item_batches(requests: Sequence[Request], max_length: int,
+                  batch_size: int
+                  ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+  """Item-level inputs: the last `max_length` items right-aligned, and the
+  whole history as the exclusion set; padded to one batch shape."""
+  for start in range(0, len(requests), batch_size):
+    part = list(requests[start:start + batch_size])
+    real = len(part)
+    part += [part[0]] * (batch_size - real)
+    width = max([1] + [len(r.items) for r in part])
+    inputs = np.full((batch_size, max_length), NO_ITEM, np.int32)
+    seen = np.full((batch_size, width), NO_ITEM, np.int32)
+    for i, req in enumerate(part):
+      window = np.asarray(req.items[-max_length:], np.int32)
+      if len(window):
+        inputs[i, -len(window):] = window
+      seen[i, :len(req.items)] = req.items
+    yield {"input_items": inputs, "history_items": seen}, real
+
+
+def infer_run(model_dir: str, output: str, histories: str | None = None,
+              split: str = "test", num_decodes: int = 20,
+              keep_history: bool = False, checkpoint: str = "best",
+              batch_size: int = 256, bindings: Sequence[str] = ()
+              ) -> pathlib.Path:
+  """Top-K recommendations of any run directory, as JSONL.
+
+  Everything about the model and its data comes from the run directory
+  (`run.json`, `config.gin`): the catalog, the model, the checkpoint, the
+  history window and (generative runs) the semantic IDs and user tokens.
+
+  Args:
+    model_dir: the run directory.
+    output: JSONL output path.
+    histories: JSONL of `{"user_id", "history"}` (original item ids, oldest
+      first); None: every user of `split` of the run's dataset.
+    split: 'validation' or 'test' (without `histories`).
+    num_decodes: recommendations per user.
+    keep_history: allow items of the user's own history (by default each
+      user's whole history is excluded).
+    checkpoint: 'best' or 'latest'.
+    batch_size: users per batch.
+    bindings: gin bindings over the run's config.
+
+  Returns:
+    The output path.
+
+  Raises:
+    ConfigError: not a run directory, a malformed histories file, or a
+      bad split.
+  """
+  from recjax import eval as eval_lib  # pylint: disable=g-import-not-at-top
+  if split not in ("validation", "test"):
+    raise ConfigError(f"split={split!r}: use 'validation' or 'test'.")
+  desc = run_lib.read_run(model_dir)
+  kind, entry = desc["kind"], desc["entry"]
+  print(f"infer: {'keeping' if keep_history else 'excluding'} each user's "
+        "own history" + ("" if keep_history else
+                         " (--keep_history to allow it)"), flush=True)
+  if kind == "count":
+    from recjax import train_counts  # pylint: disable=g-import-not-at-top
+    model = train_counts.load_model(model_dir, desc)
+    ds = train_counts.dataset_of(desc)
+    requests = (read_histories(histories, ds) if histories else
+                split_requests(ds, split))
+    k = min(num_decodes, ds.num_items)
+    hist = [r.items for r in requests]
+    items = model.recommend(hist, k, exclude=None if keep_history else hist)
+    scores = np.stack([np.take_along_axis(
+        model.scores([h]), np.maximum(row, 0)[None], axis=1)[0]
+                       for h, row in zip(hist, items)]) if hist else items
+    return write_recommendations(output, requests, ds.items.original_ids,
+                                 [(items, scores, len(requests))])
+  if kind == "generative":
+    eval_lib.register_run_task(desc)
+  run_lib.parse_run_config(model_dir, bindings)
+  try:
+    model_fn = eval_lib._train_arg(entry, "model_fn")  # pylint: disable=protected-access
+    if kind == "item":
+      from recjax import train_items  # pylint: disable=g-import-not-at-top
+      data = eval_lib._train_arg(entry, "data")  # pylint: disable=protected-access
+      item_data, item_embeddings, model = train_items.build(
+          data, model_fn, eval_lib._train_arg(entry, "embeddings_dir"))  # pylint: disable=protected-access
+      ds = item_data.dataset
+      meta = train_items.model_meta(model, ds, data, item_embeddings)
+      requests = (read_histories(histories, ds) if histories else
+                  split_requests(ds, split))
+      catalog = ds.items.original_ids
+      evaluator = retrieval.ItemRankingEvaluator(model, evaluation.EvalConfig(
+          num_decodes=num_decodes, exclude_seen=not keep_history))
+      batches = _item_batches(requests, data.max_length, batch_size)
+    else:
+      import tasks  # pylint: disable=g-import-not-at-top
+      inputs = desc["inputs"]
+      task = tasks.get_config(inputs["task"])
+      vocab = inputs["vocabulary"]
+      layout = SemanticIdLayout(tuple(vocab["codebook_sizes"]),
+                                int(vocab.get("num_user_buckets", 0)))
+      codes = np.asarray(tasks.get_vocabulary(inputs["task"]).codes)
+      from recjax.numpy_batches import vocabulary_fingerprint  # pylint: disable=g-import-not-at-top
+      ids = run_lib.SemanticIds(codes.astype(np.int32), layout,
+                                vocabulary_fingerprint(layout.describe(),
+                                                       codes))
+      if ids.fingerprint != vocab["fingerprint"]:
+        raise ConfigError(
+            f"the semantic IDs of task {inputs['task']!r} are not the ones "
+            f"{model_dir} was trained with (fingerprint "
+            f"{ids.fingerprint[:12]} != {vocab['fingerprint'][:12]}).")
+      model = model_fn(layout)
+      meta = run_lib.model_meta(model, ids)
+      catalog = tasks.tiger.task_catalog(inputs["task"])
+      requests = (read_histories(histories, catalog) if histories else
+                  [Request(u, h, []) for u, h in
+                   tasks.tiger.task_histories(inputs["task"], split)])
+      evaluator = evaluation.RankingEvaluator(
+          model, ItemTrie.build(codes, layout),
+          evaluation.EvalConfig(num_decodes=num_decodes,
+                                exclude_seen=not keep_history))
+      batches = _batches(encode_requests(
+          requests, codes, layout, task.max_history, task.use_user_token),
+                         batch_size)
+    ckpt = checkpoints.Checkpointer(model_dir, meta, best_metric="unused")
+    try:
+      params, _ = ckpt.restore_params(best=checkpoint == "best")
+    finally:
+      ckpt.close()
+    params = jax.tree.map(jax.numpy.asarray, params)
+    return write_recommendations(
+        output, requests, catalog,
+        (evaluator.recommend(params, batch)[:2] + (real,)
+         for batch, real in batches))
+  finally:
+    gin.clear_config()
+
+
+def main(argv: Sequence[str] | None = None) -> pathlib.Path:
+  """`--model_dir DIR --output F [--histories H]` (any run), or gin files."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if any(a.startswith("--gin_file") for a in argv):
+    return run_lib.gin_main("recjax.infer.infer", argv, __doc__)
+  parser = argparse.ArgumentParser(prog="python -m recjax.infer",
+                                   description=__doc__.split("\n")[0])
+  parser.add_argument("--model_dir", required=True)
+  parser.add_argument("--output", required=True)
+  parser.add_argument("--histories", default=None,
+                      help="JSONL of {\"user_id\", \"history\"} (default: "
+                      "the users of --split)")
+  parser.add_argument("--split", default="test",
+                      choices=("validation", "test"))
+  parser.add_argument("--num_decodes", type=int, default=20)
+  parser.add_argument("--keep_history", action="store_true",
+                      help="allow items of the user's own history")
+  parser.add_argument("--checkpoint", default="best",
+                      choices=("best", "latest"))
+  parser.add_argument("--batch_size", type=int, default=256)
+  args, rest = parser.parse_known_args(argv)
+  bindings = run_lib.gin_bindings(parser, rest)
+  run_lib.quiet_logging()
+  try:
+    return infer_run(args.model_dir, args.output, args.histories, args.split,
+                     args.num_decodes, args.keep_history, args.checkpoint,
+                     args.batch_size, bindings)
+  except RecjaxError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
-  run_lib.gin_main("recjax.infer.infer", sys.argv[1:], __doc__)
+  main()

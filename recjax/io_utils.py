@@ -88,3 +88,17 @@ def save_npz_atomic(path: str | os.PathLike[str], **arrays: object
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   return _write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str
+                      ) -> pathlib.Path:
+  """Writes UTF-8 `text` through a temporary sibling + rename.
+
+  Args:
+    path: destination file (parents are created).
+    text: the content.
+
+  Returns:
+    The path written; on an exception no file (and no temporary) is left.
+  """
+  return _write_atomic(path, lambda f: f.write(text.encode("utf-8")))

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gin
+import gin.config
 import jax
 import numpy as np
 
@@ -188,6 +189,13 @@ def model_meta(model: BaseModel, ids: SemanticIds) -> dict[str, Any]:
   return meta
 
 
+def json_ready(config: Any) -> Any:
+  """A dataclass (or value) as plain JSON types (tuples become lists)."""
+  if dataclasses.is_dataclass(config):
+    config = dataclasses.asdict(config)
+  return json.loads(json.dumps(config, default=str))
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
   """Writes JSON atomically (process 0 only)."""
   if jax.process_index() != 0:
@@ -198,6 +206,141 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
   with open(tmp, "w", encoding="utf-8") as f:
     json.dump(data, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
+
+
+# A run directory describes itself: `config.gin` is the operative gin
+# config (T5X's), `run.json` the kind of run, the entry point that trained
+# it, the model class and the inputs with their fingerprints. `recjax.eval`
+# and `recjax.infer` need nothing else.
+CONFIG_FILE = "config.gin"
+RUN_FILE = "run.json"
+RUN_FORMAT = 1
+
+
+def family_of(obj: Any) -> str | None:
+  """The registered family whose folder defines `obj` (a model, a fn)."""
+  from recjax.models import registry  # pylint: disable=g-import-not-at-top
+  module = getattr(obj, "__module__", None) or type(obj).__module__
+  for name in registry.list_families():
+    spec = registry.get_family(name)
+    if module == f"recjax.models.{name}" or module.startswith(
+        f"recjax.models.{name}.") or spec.factory.startswith(module + "."):
+      return name
+  return None
+
+
+def describe_run(model_dir: str | os.PathLike[str], *, kind: str,
+                 entry: str, model: Any, inputs: Mapping[str, Any]) -> None:
+  """Writes `config.gin` and `run.json` into `model_dir` (process 0).
+
+  Called when a run starts and again when it ends, so the operative config
+  also holds what validation and test evaluation used.
+
+  Args:
+    model_dir: the run directory.
+    kind: "generative", "item" or "count" (`recjax.models.registry.KINDS`).
+    entry: dotted name of the training function.
+    model: the model (its class and family are recorded).
+    inputs: what the run read, JSON-able, with fingerprints.
+  """
+  if jax.process_index() != 0:
+    return
+  from recjax import io_utils  # pylint: disable=g-import-not-at-top
+  out = pathlib.Path(model_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  io_utils.write_text_atomic(out / CONFIG_FILE, gin.operative_config_str())
+  cls = type(model)
+  write_json(out / RUN_FILE, {
+      "format": RUN_FORMAT, "kind": kind, "entry": entry,
+      "model_class": f"{cls.__module__}.{cls.__qualname__}",
+      "family": family_of(model), "inputs": dict(inputs)})
+
+
+def read_run(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
+  """The `run.json` of a run directory, checked.
+
+  Raises:
+    ConfigError: not a run directory, or a run written before runs
+      described themselves.
+  """
+  path = pathlib.Path(model_dir) / RUN_FILE
+  if not path.exists():
+    where = pathlib.Path(model_dir)
+    hint = ("it holds no trained run; train one first (python -m "
+            "recjax.train)" if not where.is_dir() or not any(
+                where.iterdir()) else
+            "it was written before runs described themselves; pass the "
+            "run's gin files (--gin_file=...) as when it was trained")
+    raise ConfigError(f"{path} does not exist: {hint}.")
+  try:
+    desc = json.loads(path.read_text())
+  except ValueError as e:
+    raise ConfigError(f"{path}: not valid JSON ({e}); re-train the run or "
+                      "restore the file.") from None
+  for key in ("kind", "entry", "inputs"):
+    if key not in desc:
+      raise ConfigError(f"{path} has no {key!r}; it is not a recjax run "
+                        "description.")
+  if not (pathlib.Path(model_dir) / CONFIG_FILE).exists():
+    raise ConfigError(f"{pathlib.Path(model_dir) / CONFIG_FILE} is missing; "
+                      "the run directory is incomplete.")
+  return desc
+
+
+def parse_run_config(model_dir: str | os.PathLike[str],
+                     bindings: Sequence[str] = ()) -> None:
+  """Parses a run's `config.gin` (unfinalised), then `bindings`.
+
+  `import` lines of modules that no longer import here (a test's task
+  module, say) are skipped: the run's inputs in `run.json` re-create what
+  they registered.
+  """
+  import importlib  # pylint: disable=g-import-not-at-top
+  gin_utils.register_all()
+  lines = []
+  for line in (pathlib.Path(model_dir) / CONFIG_FILE).read_text(
+      ).splitlines():
+    if line.startswith("import "):
+      try:
+        importlib.import_module(line.split()[1])
+      except ImportError:
+        logging.warning("%s: skipping %r (not importable here).",
+                        model_dir, line)
+        continue
+    lines.append(line)
+  gin.clear_config()
+  gin.parse_config("\n".join(lines))
+  gin.parse_config(list(bindings))
+
+
+def configured(name: str) -> Any:
+  """The value bound to gin parameter `name`, references evaluated."""
+  value = gin.query_parameter(name)
+  if isinstance(value, gin.config.ConfigurableReference):
+    fn = value.scoped_configurable_fn
+    return fn() if value.evaluate else fn
+  return value
+
+
+def gin_bindings(parser: argparse.ArgumentParser,
+                 rest: Sequence[str]) -> list[str]:
+  """`NAME=VALUE` of each `--gin.NAME=VALUE` flag; other flags are errors."""
+  bindings = []
+  for arg in rest:
+    if not arg.startswith("--gin."):
+      parser.error(f"unknown argument {arg!r}")
+    body = arg[len("--gin."):]
+    if "=" not in body:
+      parser.error(f"{arg!r}: expected --gin.NAME=VALUE")
+    bindings.append(body)
+  return bindings
+
+
+def quiet_logging() -> None:
+  """recjax's own messages at INFO; the libraries' at WARNING."""
+  logging.basicConfig(level=logging.INFO, format="%(message)s")
+  for noisy in ("absl", "orbax", "jax", "tensorflow"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def gin_main(fn_name: str, argv: Sequence[str] | None = None,
@@ -214,17 +357,8 @@ def gin_main(fn_name: str, argv: Sequence[str] | None = None,
   parser.add_argument("--gin_file", action="append", default=[])
   parser.add_argument("--gin_search_paths", default="")
   args, rest = parser.parse_known_args(argv)
-  bindings = []
-  for arg in rest:
-    if not arg.startswith("--gin."):
-      parser.error(f"unknown argument {arg!r}")
-    body = arg[len("--gin."):]
-    if "=" not in body:
-      parser.error(f"{arg!r}: expected --gin.NAME=VALUE")
-    bindings.append(body)
-  logging.basicConfig(level=logging.INFO, format="%(message)s")
-  for noisy in ("absl", "orbax", "jax", "tensorflow"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
+  bindings = gin_bindings(parser, rest)
+  quiet_logging()
   search = [p for p in args.gin_search_paths.split(",") if p]
   try:
     gin_utils.parse_gin(args.gin_file, bindings, search)

@@ -1,9 +1,17 @@
-"""`train(...)`: the gin-configured training entry point (T5X style).
+"""`python -m recjax.train`: the one training entry point (T5X style).
 
   python -m recjax.train \
     --gin_file=runs/train.gin --gin_file=experiments/tiger_movielens_100k.gin \
     --gin.MODEL_DIR=\"runs/tiger_ml100k\" --gin.TRAIN_STEPS=2000
 
+The run file chooses the kind of training (`recjax.train.run.fn`):
+`runs/train.gin` (generative, `train` below), `runs/train_items.gin`
+(item-level, `recjax.train_items`) or `runs/train_counts.gin` (count
+baselines, `recjax.train_counts`). Every kind leaves a self-describing run
+directory (`config.gin`, `run.json`): `python -m recjax.eval --model_dir=D`
+and `python -m recjax.infer --model_dir=D ...` need nothing else.
+
+`train` (generative):
 Reads the task split (materialised once to numpy batches, or a given numpy
 directory on hosts without TensorFlow), builds the model for the task's
 vocabulary, trains with periodic constrained-beam validation, checkpoints
@@ -13,11 +21,13 @@ checkpoint when restarted.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import pathlib
 import sys
 from collections.abc import Callable
 from collections.abc import Iterator
+from typing import Any
 
 import jax
 
@@ -100,6 +110,11 @@ def train(*, model_dir: str,
       model, optimizer, trainer_config, shapes, model_dir,
       partitioner=partitioning.Partitioner(num_partitions),
       meta=run_lib.model_meta(model, ids))
+  inputs = generative_inputs(train_dataset_cfg, ids, semantic_ids_dir)
+  describe = lambda: run_lib.describe_run(
+      model_dir, kind="generative", entry="recjax.train.train", model=model,
+      inputs=inputs)
+  describe()
   evaluate = None
   if eval_dataset_cfg is not None:
     # Every process evaluates the whole split (validation is small).
@@ -113,8 +128,60 @@ def train(*, model_dir: str,
                              -(-max_eval_examples // eval_batches.batch_size))
     evaluate = lambda params: evaluator.evaluate(
         params, itertools.islice(eval_batches.epoch(0), num_eval_batches))
-  return trainer.train(_Source(batches), evaluate)
+  state = trainer.train(_Source(batches), evaluate)
+  describe()
+  return state
+
+
+def generative_inputs(cfg: run_lib.DatasetConfig, ids: run_lib.SemanticIds,
+                      semantic_ids_dir: str | None) -> dict[str, Any]:
+  """What a generative run read: its task (how to re-register it) or its
+  numpy batches, and its semantic IDs with their fingerprint."""
+  inputs: dict[str, Any] = {
+      "task": cfg.mixture_or_task_name,
+      "task_feature_lengths": (None if cfg.task_feature_lengths is None
+                               else dict(cfg.task_feature_lengths)),
+      "numpy_dir": cfg.numpy_dir,
+      "semantic_ids_dir": semantic_ids_dir,
+      "vocabulary": {**ids.layout.describe(),
+                     "fingerprint": ids.fingerprint}}
+  if cfg.mixture_or_task_name and not cfg.numpy_dir:
+    import tasks  # pylint: disable=g-import-not-at-top
+    try:
+      config = tasks.tiger.get_config(cfg.mixture_or_task_name)
+    except ConfigError:
+      config = None  # Another kind of task: its module must register it.
+    if config is not None:
+      task = dataclasses.asdict(config)
+      task["semantic_ids_dir"] = str(config.resolved_semantic_ids_dir())
+      inputs["tiger_task"] = task
+      if semantic_ids_dir is None:
+        inputs["semantic_ids_dir"] = task["semantic_ids_dir"]
+  return inputs
+
+
+def run(fn: Callable[[], Any] | None = None) -> Any:
+  """Calls the training function the run's gin files chose.
+
+  `runs/train.gin` binds `fn` to `train` (generative families),
+  `runs/train_items.gin` to `recjax.train_items.train_items` (item-level)
+  and `runs/train_counts.gin` to `recjax.train_counts.train_counts` (count
+  baselines): one `python -m recjax.train` for every family.
+
+  Args:
+    fn: the gin-configured training function (None: `train`).
+
+  Returns:
+    What it returns.
+  """
+  return (fn or train)()
+
+
+def main(argv: list[str] | None = None) -> Any:
+  """Runs `run` from T5X-style gin flags."""
+  return run_lib.gin_main("recjax.train.run",
+                          sys.argv[1:] if argv is None else argv, __doc__)
 
 
 if __name__ == "__main__":
-  run_lib.gin_main("recjax.train.train", sys.argv[1:], __doc__)
+  main()

@@ -100,6 +100,23 @@ def model_meta(model: ItemModel, dataset: CanonicalDataset,
                          "max_length": data.max_length}}
 
 
+def item_inputs(data: ItemDataConfig, dataset: CanonicalDataset,
+                embeddings_dir: str | None,
+                item_embeddings: np.ndarray | None) -> dict[str, Any]:
+  """What an item-level run read: the data config, the dataset and the
+  frozen item embeddings, with fingerprints."""
+  out: dict[str, Any] = {
+      "data": run_lib.json_ready(data),
+      "dataset": {"name": dataset.name, "num_items": dataset.num_items,
+                  "num_users": dataset.num_users,
+                  "fingerprint": dataset.fingerprint()},
+      "embeddings_dir": (None if embeddings_dir is None
+                         else str(pathlib.Path(embeddings_dir).absolute()))}
+  if item_embeddings is not None:
+    out["item_embeddings"] = embed.array_checksum(item_embeddings)
+  return out
+
+
 def build(data: ItemDataConfig, model_fn: ModelFn,
           embeddings_dir: str | None
           ) -> tuple[item_sequences.ItemData, np.ndarray | None, ItemModel]:
@@ -202,6 +219,11 @@ def train_items(model_dir: str,
       model, optimizer, trainer_config, source.input_shapes, model_dir,
       partitioner=partitioning.Partitioner(num_partitions),
       meta=model_meta(model, ds, data, item_embeddings))
+  inputs = item_inputs(data, ds, embeddings_dir, item_embeddings)
+  describe = lambda: run_lib.describe_run(
+      model_dir, kind="item", entry="recjax.train_items.train_items",
+      model=model, inputs=inputs)
+  describe()
   evaluator = retrieval.ItemRankingEvaluator(model, eval_config)
   validation = item_data.eval_batches("validation")
   state = trainer.train(source,
@@ -227,6 +249,7 @@ def train_items(model_dir: str,
   if export is not None and jax.process_index() == 0:
     export(params, pathlib.Path(model_dir) / EMBEDDINGS_EXPORT)
   run_lib.write_json(pathlib.Path(model_dir) / METRICS_FILE, results)
+  describe()
   shown = {k: round(v, 4) for k, v in results.items()
            if k.split("/")[-1] in ("recall@10", "ndcg@10")}
   print(f"test (best step {best_step}): {shown}", flush=True)

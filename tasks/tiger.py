@@ -626,3 +626,30 @@ def popularity_baseline_metrics(name: str, split: str = "test",
                      (len(examples), 1))
   return metrics_lib.ranking_metrics(ranked, targets, ks=config.ks,
                                      num_items=vocab.num_items)
+
+
+def task_catalog(name: str) -> list[str]:
+  """The original item ids of a TIGER task's dataset, by item index."""
+  source: RecjaxTfdsSource = get_task(name).source
+  return list(tfds_builders.item_table(source.prepare()).original_ids)
+
+
+def task_histories(name: str, split: str) -> list[tuple[str, np.ndarray]]:
+  """`(user_id, whole history before the target)` of every user of a split.
+
+  Args:
+    name: a registered TIGER task.
+    split: 'validation' or 'test'.
+
+  Returns:
+    One pair per example of the split, in split order.
+  """
+  source: RecjaxTfdsSource = get_task(name).source
+  builder = source.prepare()
+  table = seen_items(name, split)
+  out = []
+  for ex in tfds.as_numpy(builder.as_dataset(split=split)):
+    user = ex["user_id"]
+    user = user.decode("utf-8") if isinstance(user, bytes) else str(user)
+    out.append((user, table[int(ex["user_index"])]))
+  return out

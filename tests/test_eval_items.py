@@ -58,7 +58,7 @@ def test_reproduces_the_training_runs_test_metrics(trained, tmp_path):
       assert out[key] == pytest.approx(value, abs=1e-6), key
   # The run directory is left as it was; outputs go to output_dir.
   assert sorted(p.name for p in model_dir.iterdir()) == before
-  assert json.loads((tmp_path / "eval_items_test.json").read_text()) == (
+  assert json.loads((tmp_path / "eval_test.json").read_text()) == (
       pytest.approx(out))
   # The written lists are the ones scored: recompute the metrics.
   for prefix in ("test", "test_excl"):

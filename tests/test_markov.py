@@ -91,8 +91,10 @@ def test_bad_input():
   model = TransitionModel.fit(splits["train"], ds.num_items)
   with pytest.raises(ValueError, match="k=0"):
     model.recommend([[0]], k=0)
-  with pytest.raises(ValueError, match="empty"):
-    model.recommend([[]], k=1)
+  # No history (e.g. only unknown items at inference): popularity order.
+  np.testing.assert_array_equal(
+      model.recommend([[], [0]], k=4),
+      [[0, 1, 2, 3], [1, 0, 2, 3]])  # Train: 0 -> 1 only.
   with pytest.raises(ValueError, match="outside"):
     model.recommend([[9]], k=1)
   with pytest.raises(ValueError, match="exclude has 2 rows"):

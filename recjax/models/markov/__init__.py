@@ -5,13 +5,15 @@ from recjax.models.markov.model import DECAYS
 from recjax.models.markov.model import MarkovConfig
 from recjax.models.markov.model import TransitionModel
 from recjax.models.markov.model import evaluate
+from recjax.models.markov.model import fit_run
 
-__all__ = ["DECAYS", "MarkovConfig", "TransitionModel", "evaluate"]
+__all__ = ["DECAYS", "MarkovConfig", "TransitionModel", "evaluate", "fit_run"]
 
 registry.register_family(registry.FamilySpec(
     name="markov",
     kind=registry.COUNT,
-    factory="recjax.models.markov.model.TransitionModel.fit",
+    factory="recjax.models.markov.model.fit_run",
+    gin_files=("models/markov.gin",),
     description=(
         "A first-order Markov chain: C[a, b] counts how often item b "
         "directly follows item a in the training sequences, and a user's "

@@ -142,19 +142,20 @@ class TransitionModel(CountModel):
   def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
     """float64 `[len(histories), num_items]` scores (tie-break included).
 
+    An empty history scores by popularity alone (the tie-break).
+
     Args:
-      histories: each user's items, oldest first (non-empty).
+      histories: each user's items, oldest first.
 
     Raises:
-      ValueError: an empty history or an item outside the catalog.
+      ValueError: an item outside the catalog.
     """
     m, decay = self.config.max_history, self.config.decay
     rows, cols, weights = [], [], []
     for u, history in enumerate(histories):
       h = np.asarray(history, np.int64)[::-1][:m]  # Most recent first.
-      if not h.size:
-        raise ValueError(f"history {u} is empty; every user needs >= 1 "
-                         "item.")
+      if not h.size:  # No transitions to score: popularity order.
+        continue
       if h.min() < 0 or h.max() >= self.num_items:
         raise ValueError(f"history {u} holds item {int(h.max())} or "
                          f"{int(h.min())}, outside [0, {self.num_items}).")
@@ -163,6 +164,8 @@ class TransitionModel(CountModel):
       rows.append(np.full(int(keep.sum()), u))
       cols.append(h[keep])
       weights.append(w[keep])
+    if not rows:
+      return np.tile(self._prior, (len(histories), 1))
     user_weights = sparse.csr_matrix(
         (np.concatenate(weights), (np.concatenate(rows),
                                    np.concatenate(cols))),
@@ -256,3 +259,28 @@ def evaluate(dataset: CanonicalDataset, decays: Sequence[float] = DECAYS,
     out.update({f"{prefix}/{key}": float(value)
                 for key, value in scores("test", best, exclude).items()})
   return out
+
+
+def fit_run(dataset: CanonicalDataset, decays: Sequence[float] = DECAYS,
+            k: int = 20, max_history: int = 20
+            ) -> tuple[TransitionModel, dict[str, float]]:
+  """`evaluate`, plus the fitted model with the decay it chose.
+
+  The count family's factory: `recjax.train_counts` saves the model and
+  the metrics into a run directory.
+
+  Args:
+    dataset: the dataset.
+    decays: candidate decays (chosen on validation NDCG@10).
+    k: list length.
+    max_history: most recent history items scored.
+
+  Returns:
+    `(model, evaluate(...)'s metrics)`.
+  """
+  metrics = evaluate(dataset, decays, k=k, max_history=max_history)
+  splits = leave_one_out(dataset, max_history=None)
+  model = TransitionModel.fit(
+      splits["train"], dataset.num_items,
+      MarkovConfig(metrics["markov/decay"], max_history))
+  return model, metrics

@@ -3,13 +3,15 @@
 from recjax.models import registry
 from recjax.models.popularity.model import PopularityModel
 from recjax.models.popularity.model import evaluate
+from recjax.models.popularity.model import fit_run
 
-__all__ = ["PopularityModel", "evaluate"]
+__all__ = ["PopularityModel", "evaluate", "fit_run"]
 
 registry.register_family(registry.FamilySpec(
     name="popularity",
     kind=registry.COUNT,
-    factory="recjax.models.popularity.model.PopularityModel.fit",
+    factory="recjax.models.popularity.model.fit_run",
+    gin_files=("models/popularity.gin",),
     description=(
         "Every user gets the items that occur most often in the training "
         "sequences (ties: the smaller item index). The floor of the "

@@ -94,3 +94,19 @@ def evaluate(dataset: CanonicalDataset, k: int = 20) -> dict[str, float]:
                     lists, test.targets,
                     num_items=dataset.num_items).items()})
   return out
+
+
+def fit_run(dataset: CanonicalDataset, k: int = 20
+            ) -> tuple[PopularityModel, dict[str, float]]:
+  """`evaluate`, plus the fitted model (the count family's factory).
+
+  Args:
+    dataset: the dataset.
+    k: list length.
+
+  Returns:
+    `(model, evaluate(...)'s metrics)`.
+  """
+  splits = leave_one_out(dataset, max_history=None)
+  model = PopularityModel.fit(splits["train"], dataset.num_items)
+  return model, evaluate(dataset, k=k)
