@@ -358,7 +358,7 @@ def infer_run(model_dir: str, output: str, histories: str | None = None,
     else:
       import tasks  # pylint: disable=g-import-not-at-top
       inputs = desc["inputs"]
-      task = tasks.get_config(inputs["task"])
+      task = tasks.tiger.get_config(inputs["task"])
       vocab = inputs["vocabulary"]
       layout = SemanticIdLayout(tuple(vocab["codebook_sizes"]),
                                 int(vocab.get("num_user_buckets", 0)))

@@ -182,3 +182,22 @@ class RecjaxSynthetic(_RecjaxBuilder):
     return datasets.load("synthetic", num_users=c.num_users,
                          num_items=c.num_items, num_clusters=c.num_clusters,
                          seed=c.seed)
+
+
+class RecjaxCanonical(_RecjaxBuilder):
+  """Any staged canonical dataset directory (the manual dir), leave-one-out.
+
+  Any `recjax.datasets` source becomes a TFDS dataset through it: stage the
+  source (`recjax.datasets.stage.prepare`), then pass the directory as
+  `manual_dir`. Give each dataset its own TFDS `data_dir`: the builder has
+  one config, so two datasets in one data dir would share its cache.
+  """
+
+  BUILDER_CONFIGS = [RecjaxBuilderConfig(name="default")]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      "Stage the dataset (python -m recjax.datasets SOURCE --out DIR) and "
+      "pass DIR as manual_dir: "
+      "download_config=tfds.download.DownloadConfig(manual_dir=DIR).")
+
+  def _load(self, dl_manager):
+    return CanonicalDataset.load(dl_manager.manual_dir)

@@ -40,6 +40,14 @@ TIMESTAMPS = "timestamps"
 PRETRAINED_CHECKPOINT = "pretrained_checkpoint"
 LM_ASSET = "lm_asset"
 
+# Benchmark schedules, shortest first; a method without one runs the next
+# shorter one it has.
+SCHEDULES = ("cpu", "cpu_long", "cpu_xl", "full")
+SCHEDULE_FALLBACK = {"cpu_xl": "cpu_long", "cpu_long": "cpu"}
+# The schedule of the end-to-end test of every method: toy width, a few
+# steps. Every trained method registers one.
+SMOKE = "smoke"
+
 # The built-in families, imported on first use of the registry.
 BUILTIN_FAMILIES = ("popularity", "markov", "sasrec", "tiger", "learn",
                     "lite")
@@ -120,8 +128,8 @@ class MethodSpec:
     cf_method: the method whose exported item embeddings are this method's
       CF embeddings (LETTER: `sasrec_recbole`), or None.
     schedules: benchmark schedule name -> gin file (search-path relative)
-      with that schedule's bindings; a method without an entry for a
-      schedule runs its `default_schedule`.
+      with that schedule's bindings ("" = the family's own gin files as
+      they are); see `schedule_file`.
     default_schedule: the schedule used when a method has none of the
       requested name.
     anchors: published numbers to print beside ours.
@@ -166,12 +174,21 @@ class MethodSpec:
     return self.spec.gin_files + self.gin_files
 
   def schedule_file(self, schedule: str) -> tuple[str, str | None]:
-    """`(schedule actually used, its gin file or None)` of a schedule."""
-    if schedule in self.schedules:
-      return schedule, self.schedules[schedule]
-    if self.default_schedule in self.schedules:
-      return self.default_schedule, self.schedules[self.default_schedule]
-    return self.default_schedule, None
+    """`(schedule actually used, its gin file or None)` of a schedule.
+
+    A method without the requested schedule runs the next shorter one it
+    has (`cpu_xl` -> `cpu_long` -> `cpu`), else its `default_schedule`;
+    count methods have none (`("-", None)`).
+    """
+    if self.kind == COUNT:
+      return "-", None
+    name: str | None = schedule
+    while name is not None:
+      if name in self.schedules:
+        return name, self.schedules[name] or None
+      name = SCHEDULE_FALLBACK.get(name)
+    return self.default_schedule, self.schedules.get(
+        self.default_schedule) or None
 
 
 _FAMILIES: dict[str, FamilySpec] = {}

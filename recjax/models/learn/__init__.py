@@ -30,4 +30,7 @@ registry.register_family(registry.FamilySpec(
     gin_files=("models/learn.gin",)))
 registry.register_method(registry.MethodSpec(
     name="learn", family="learn",
-    recipe="frozen MiniLM item embeddings, in-batch softmax"))
+    recipe="frozen MiniLM item embeddings, in-batch softmax",
+    schedules={"cpu": "schedules/learn_cpu.gin",
+               "cpu_long": "schedules/learn_cpu_long.gin",
+               "smoke": "schedules/learn_smoke.gin"}))

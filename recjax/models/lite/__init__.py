@@ -32,4 +32,7 @@ registry.register_family(registry.FamilySpec(
     gin_files=("models/lite.gin",)))
 registry.register_method(registry.MethodSpec(
     name="lite", family="lite",
-    recipe="frozen MiniLM item encoder, linear item head"))
+    recipe="frozen MiniLM item encoder, linear item head",
+    schedules={"cpu": "schedules/lite_cpu.gin",
+               "cpu_long": "schedules/lite_cpu_long.gin",
+               "smoke": "schedules/lite_smoke.gin"}))

@@ -47,10 +47,14 @@ registry.register_family(registry.FamilySpec(
 registry.register_method(registry.MethodSpec(
     name="sasrec", family="sasrec",
     recipe="the original SASRec: pre-LN, a loss at every position",
+    schedules={"cpu": "schedules/sasrec_cpu.gin",
+               "smoke": "schedules/sasrec_smoke.gin"},
     anchors=(_RECBOLE_OFFICE,)))
 registry.register_method(registry.MethodSpec(
     name="sasrec_recbole", family="sasrec",
     recipe="RecBole's recipe: post-LN, every prefix, batch 2048, "
     "validation each epoch",
     gin_files=("recipes/sasrec_recbole.gin",),
+    schedules={"cpu": "schedules/sasrec_recbole_cpu.gin",
+               "smoke": "schedules/sasrec_smoke.gin"},
     anchors=(_RECBOLE_OFFICE,)))

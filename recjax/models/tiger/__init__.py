@@ -16,6 +16,12 @@ __all__ = ["EncoderDecoderModel", "make_encoder_decoder"]
 _RQVAE = {"method": "rqvae", "num_levels": 3, "codebook_size": 256,
           "epochs": 200, "num_user_buckets": 2000}
 _LETTER = dict(_RQVAE, method="letter")
+# The benchmark's schedules (recipes change the loss, not the schedule).
+_SCHEDULES = {"cpu": "schedules/generative_cpu.gin",
+              "cpu_long": "schedules/generative_cpu_long.gin",
+              "cpu_xl": "schedules/generative_cpu_xl.gin",
+              "full": "schedules/generative_full.gin",
+              "smoke": "schedules/generative_smoke.gin"}
 _TIGER_BEAUTY = registry.Anchor(
     dataset="Beauty", source="TIGER (paper)", provenance="published",
     metrics={"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648,
@@ -43,22 +49,23 @@ registry.register_family(registry.FamilySpec(
     gin_files=("models/tiger.gin",)))
 registry.register_method(registry.MethodSpec(
     name="tiger", family="tiger", recipe="RQ-VAE semantic IDs",
-    semantic_ids=_RQVAE, anchors=(_TIGER_BEAUTY,)))
+    semantic_ids=_RQVAE, schedules=_SCHEDULES, anchors=(_TIGER_BEAUTY,)))
 registry.register_method(registry.MethodSpec(
     name="letter_tiger", family="tiger",
     recipe="LETTER semantic IDs (CF-aligned RQ-VAE) and a "
     "temperature-scaled generation loss (Wang et al., CIKM'24)",
     gin_files=("recipes/letter.gin",),
     needs=frozenset({registry.CF_EMBEDDINGS}),
-    semantic_ids=_LETTER, cf_method="sasrec_recbole"))
+    semantic_ids=_LETTER, cf_method="sasrec_recbole", schedules=_SCHEDULES))
 registry.register_method(registry.MethodSpec(
     name="tiger_calrec", family="tiger",
     recipe="CALRec-style contrastive alignment of pooled history and "
     "target (Li et al., RecSys'24)",
-    gin_files=("recipes/calrec.gin",), semantic_ids=_RQVAE))
+    gin_files=("recipes/calrec.gin",), semantic_ids=_RQVAE,
+    schedules=_SCHEDULES))
 registry.register_method(registry.MethodSpec(
     name="letter_tiger_calrec", family="tiger",
     recipe="LETTER semantic IDs and loss plus CALRec alignment",
     gin_files=("recipes/letter.gin", "recipes/calrec.gin"),
     needs=frozenset({registry.CF_EMBEDDINGS}),
-    semantic_ids=_LETTER, cf_method="sasrec_recbole"))
+    semantic_ids=_LETTER, cf_method="sasrec_recbole", schedules=_SCHEDULES))

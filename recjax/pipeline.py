@@ -1,0 +1,289 @@
+"""Run a registered method by name on any recjax dataset.
+
+  from recjax import pipeline
+  work = pipeline.Workspace("runs/work")
+  data = pipeline.DataSource.parse("Office=../shared/data/amazon-office")
+  metrics = work.run("letter_tiger", data, seed=0, schedule="cpu")
+
+`Workspace.run` reads the method's spec (`recjax.models.registry`) and runs
+the stages it needs, each cached in the workspace and skipped when done:
+the canonical dataset, MiniLM item embeddings (`text_embeddings`), the
+semantic IDs of the spec's quantizer (generative methods; LETTER's first
+trains its `cf_method` for the CF embeddings), a SeqIO task over the
+dataset, then the one `recjax.train` entry point with the gin files of the
+family, the recipe and the schedule, and the test evaluation. Every run
+directory describes itself, so `python -m recjax.eval --model_dir=...` and
+`python -m recjax.infer` work on it afterwards. A method registered by a
+new family needs no edit here.
+
+Layout: `<root>/<data name>/{dataset, minilm, semantic_ids/, item_data,
+tfds}`, and a run per `<root>/<data name>/<method>[-<schedule>]/seed<k>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+
+import gin
+
+from recjax import gin_utils
+from recjax import summaries
+from recjax.datasets import NAMES
+from recjax.datasets import CanonicalDataset
+from recjax.datasets import stage as dataset_stage
+from recjax.errors import ConfigError
+from recjax.models import registry
+
+# Per-run result file of `Workspace.run` (a finished run is not redone).
+RESULT_FILE = "result.json"
+
+
+def lcrec_category(folder: pathlib.Path) -> str:
+  """The category of an LC-Rec folder (its one `<Category>.inter.json`).
+
+  Raises:
+    ConfigError: no or several `*.inter.json` files.
+  """
+  found = sorted(p.name[:-len(".inter.json")]
+                 for p in pathlib.Path(folder).glob("*.inter.json"))
+  if len(found) != 1:
+    raise ConfigError(
+        f"{folder}: expected exactly one <Category>.inter.json (LC-Rec "
+        f"layout), found {found or 'none'}; pass an LC-Rec folder.")
+  return found[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+  """A benchmark data set: a table name and a `recjax.datasets` source.
+
+  Attributes:
+    name: the name in tables and run paths (e.g. "Office", "ML-100K").
+    source: a `recjax.datasets.NAMES` entry.
+    kwargs: the source's `recjax.datasets.load` arguments.
+  """
+
+  name: str
+  source: str
+  kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def lcrec(cls, name: str, folder: str | pathlib.Path) -> DataSource:
+    """An LC-Rec folder (`<Category>.inter.json`, `<Category>.item.json`)."""
+    folder = pathlib.Path(folder).absolute()
+    if not folder.is_dir():
+      raise ConfigError(f"data set {name}: {folder} is not a directory; pass "
+                        "an LC-Rec folder (NAME=PATH).")
+    return cls(name, "amazon_lcrec", {"data_dir": str(folder),
+                                      "category": lcrec_category(folder)})
+
+  @classmethod
+  def parse(cls, text: str) -> DataSource:
+    """`NAME=PATH` (an LC-Rec folder) or a source name (`movielens_100k`).
+
+    Raises:
+      ConfigError: neither form.
+    """
+    if "=" in text:
+      name, path = text.split("=", 1)
+      return cls.lcrec(name, path)
+    if text in NAMES:
+      return cls(text, text, {})
+    raise ConfigError(f"data set {text!r}: pass NAME=PATH (an LC-Rec "
+                      f"folder) or one of the sources {', '.join(NAMES)}.")
+
+  def item_data_bindings(self, cache_dir: pathlib.Path | None
+                         ) -> list[str]:
+    """Gin bindings of `ItemDataConfig` that read this data set."""
+    kwargs = dict(self.kwargs)
+    prefix = "recjax.item_sequences.ItemDataConfig"
+    out = [f"{prefix}.source = {self.source!r}"]
+    for field in ("data_dir", "category"):
+      if field in kwargs:
+        out.append(f"{prefix}.{field} = {kwargs.pop(field)!r}")
+    if kwargs:
+      out.append(f"{prefix}.source_kwargs = {kwargs!r}")
+    if cache_dir is not None:
+      out.append(f"{prefix}.cache_dir = {str(cache_dir)!r}")
+    return out
+
+
+class Workspace:
+  """Cached stages and runs of methods on data sets under one root."""
+
+  def __init__(self, root: str | pathlib.Path, *, quiet: bool = True,
+               semantic_ids_overrides: Mapping[str, Any] | None = None):
+    """Creates the workspace (nothing is written yet).
+
+    Args:
+      root: the folder of every stage and run.
+      quiet: no progress bars in the stages.
+      semantic_ids_overrides: settings that replace the specs' semantic-ID
+        settings (tests: a small codebook on a toy catalog).
+    """
+    self.root = pathlib.Path(root).absolute()
+    self.quiet = quiet
+    self.semantic_ids_overrides = dict(semantic_ids_overrides or {})
+
+  # -- stages -----------------------------------------------------------------
+
+  def dataset(self, data: DataSource) -> tuple[CanonicalDataset,
+                                               pathlib.Path]:
+    """The canonical dataset (staged once)."""
+    out = self.root / data.name / "dataset"
+    return dataset_stage.prepare(data.source, out, **dict(data.kwargs)), out
+
+  def embeddings(self, data: DataSource) -> pathlib.Path:
+    """MiniLM item embeddings of the data set (computed once)."""
+    from recjax import embed  # pylint: disable=g-import-not-at-top
+    _, ds_dir = self.dataset(data)
+    return pathlib.Path(embed.embed_stage(ds_dir,
+                                          self.root / data.name / "minilm"))
+
+  def run_dir(self, method: str, data: DataSource, seed: int,
+              schedule: str = "cpu") -> pathlib.Path:
+    """`<root>/<data>/<method>[-<schedule>]/seed<k>` of one run."""
+    spec = registry.get_method(method)
+    used, _ = spec.schedule_file(schedule)
+    suffix = "" if spec.kind == registry.COUNT else f"-{used}"
+    return self.root / data.name / f"{method}{suffix}" / f"seed{seed}"
+
+  def cf_embeddings(self, method: str, data: DataSource, seed: int,
+                    schedule: str = "cpu") -> pathlib.Path | None:
+    """The exported item embeddings of the method's `cf_method` run."""
+    spec = registry.get_method(method)
+    if not spec.cf_method:
+      return None
+    self.run(spec.cf_method, data, seed, schedule=schedule)
+    from recjax import train_items  # pylint: disable=g-import-not-at-top
+    path = (self.run_dir(spec.cf_method, data, seed, schedule) /
+            train_items.EMBEDDINGS_EXPORT)
+    if not path.exists():
+      raise ConfigError(f"{path} does not exist: {spec.cf_method!r} exports "
+                        f"no item embeddings, so it cannot be {method!r}'s "
+                        "cf_method.")
+    return path
+
+  def semantic_ids(self, method: str, data: DataSource, seed: int,
+                   schedule: str = "cpu") -> pathlib.Path:
+    """The semantic IDs of a generative method's quantizer (cached)."""
+    from recjax import semantic_ids  # pylint: disable=g-import-not-at-top
+    spec = registry.get_method(method)
+    if not spec.semantic_ids:
+      raise ConfigError(f"method {method!r} has no semantic_ids settings in "
+                        "its MethodSpec.")
+    config = dict(spec.semantic_ids, **self.semantic_ids_overrides)
+    quantizer = config.pop("method")
+    config.pop("num_user_buckets", None)  # A task setting.
+    cf = self.cf_embeddings(method, data, seed, schedule)
+    _, ds_dir = self.dataset(data)
+    out = self.root / data.name / "semantic_ids" / f"{quantizer}-seed{seed}"
+    return pathlib.Path(semantic_ids.semantic_ids_stage(
+        self.embeddings(data), ds_dir, out, method=quantizer, seed=seed,
+        cf_embeddings=None if cf is None else str(cf),
+        progress=not self.quiet, **config))
+
+  def task(self, method: str, data: DataSource, seed: int,
+           schedule: str = "cpu") -> str:
+    """Registers the SeqIO task of a generative run; returns its name."""
+    import tasks  # pylint: disable=g-import-not-at-top
+    from recjax.datasets import tfds_builders  # pylint: disable=g-import-not-at-top
+    spec = registry.get_method(method)
+    sid = self.semantic_ids(method, data, seed, schedule)
+    category = data.kwargs.get("category")
+    if (data.source == "amazon_lcrec" and
+        category in tfds_builders.LCREC_CATEGORIES):
+      tfds_name = f"recjax_amazon_lcrec/{category.lower()}"
+      data_dir, manual = self.root / "tfds", data.kwargs["data_dir"]
+    else:  # Any source, through its staged canonical directory.
+      _, ds_dir = self.dataset(data)
+      tfds_name = "recjax_canonical"
+      data_dir, manual = self.root / data.name / "tfds", str(ds_dir)
+    name = f"quality_{data.name.lower()}_{method}_seed{seed}"
+    tasks.register_tiger_task(
+        name, tfds_name, str(sid), data_dir=str(data_dir),
+        manual_dir=manual,
+        num_user_buckets=int(dict(
+            spec.semantic_ids, **self.semantic_ids_overrides).get(
+                "num_user_buckets", 2000)))
+    return name
+
+  # -- runs -------------------------------------------------------------------
+
+  def gin_setup(self, method: str, data: DataSource, seed: int,
+                schedule: str = "cpu", run: pathlib.Path | None = None
+                ) -> tuple[list[str], list[str]]:
+    """`(gin files, bindings)` of one run of a method on a data set."""
+    spec = registry.get_method(method)
+    run = run or self.run_dir(method, data, seed, schedule)
+    _, schedule_file = spec.schedule_file(schedule)
+    extra = [schedule_file] if schedule_file else []
+    files = list(spec.all_gin_files) + extra
+    bindings = [f"MODEL_DIR = {str(run)!r}"] + list(spec.gin_bindings)
+    if spec.kind == registry.COUNT:
+      return (["runs/train_counts.gin"] + files,
+              bindings + data.item_data_bindings(None))
+    if spec.kind == registry.ITEM:
+      emb = (self.embeddings(data)
+             if registry.TEXT_EMBEDDINGS in spec.all_needs else None)
+      return (["runs/train_items.gin"] + files, bindings + [
+          f"SEED = {seed}",
+          f"EMBEDDINGS_DIR = {None if emb is None else str(emb)!r}"] +
+              data.item_data_bindings(self.root / data.name / "item_data"))
+    task = self.task(method, data, seed, schedule)
+    return (["runs/train.gin", "runs/eval.gin"] + files,
+            bindings + [f"MIXTURE_OR_TASK_NAME = {task!r}",
+                        f"SEED = {seed}"])
+
+  def run(self, method: str, data: DataSource, seed: int = 0,
+          schedule: str = "cpu", extra_gin: Sequence[str] = (),
+          run: pathlib.Path | None = None) -> dict[str, float]:
+    """Trains (or resumes, or reuses) one run and returns its test metrics.
+
+    Args:
+      method: a registered method.
+      data: the data set.
+      seed: the run's seed.
+      schedule: a benchmark schedule (`registry.SCHEDULES`).
+      extra_gin: bindings applied last.
+      run: the run directory (default: `run_dir(...)`).
+
+    Returns:
+      `test/<metric>`, `test_excl/<metric>`, `train_seconds` and what the
+      run's training reports; also written to `<run>/result.json`, which
+      makes a second call a no-op.
+    """
+    from recjax import eval as eval_lib  # pylint: disable=g-import-not-at-top
+    spec = registry.get_method(method)
+    run = run or self.run_dir(method, data, seed, schedule)
+    done = run / RESULT_FILE
+    if done.exists():
+      return json.loads(done.read_text())
+    files, bindings = self.gin_setup(method, data, seed, schedule, run)
+    t0 = time.time()
+    gin.clear_config()
+    try:
+      gin_utils.parse_gin(files, bindings + list(extra_gin), finalize=False)
+      out = gin.get_configurable("recjax.train.run")()
+      results = dict(out) if isinstance(out, Mapping) else {}
+    finally:
+      gin.clear_config()
+    if spec.kind == registry.GENERATIVE:
+      # Since step 0 when the run resumed.
+      elapsed = [r["train/elapsed_seconds"]
+                 for r in summaries.read_history(run)
+                 if "train/elapsed_seconds" in r]
+      results = eval_lib.evaluate_run(str(run))
+      results["train_seconds"] = max(elapsed, default=time.time() - t0)
+    results = {k: float(v) for k, v in results.items()
+               if isinstance(v, (int, float))}
+    results.setdefault("train_seconds", time.time() - t0)
+    from recjax import run_lib  # pylint: disable=g-import-not-at-top
+    run_lib.write_json(done, results)
+    return results
