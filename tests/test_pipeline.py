@@ -2,7 +2,6 @@
 point of each verb, the later two from MODEL_DIR alone (recjax.pipeline)."""
 
 import json
-import pathlib
 
 import pytest
 
