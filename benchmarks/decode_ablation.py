@@ -45,7 +45,9 @@ import quality  # noqa: E402
 
 from recjax import datasets  # noqa: E402
 from recjax import metrics as metrics_lib  # noqa: E402
+from recjax import pipeline  # noqa: E402
 from recjax.models import markov  # noqa: E402
+from recjax.models import registry  # noqa: E402
 
 COLUMNS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "coverage@10")
 
@@ -109,36 +111,22 @@ def rerank(items: np.ndarray, scores: np.ndarray, log_prior: np.ndarray,
   return np.take_along_axis(items, order, axis=1)[:, :k]
 
 
-def decode(bench: quality.Bench, name: str, folder: pathlib.Path,
-            method: str, seed: int, split: str, beams: int,
-            out: pathlib.Path) -> dict[str, np.ndarray]:
+def decode(bench: quality.Bench, data: pipeline.DataSource, method: str,
+           seed: int, split: str, beams: int,
+           out: pathlib.Path) -> dict[str, np.ndarray]:
   """Decodes `split` with `beams` beams; returns the written lists."""
-  import gin  # pylint: disable=g-import-not-at-top
-
-  from recjax import gin_utils  # pylint: disable=g-import-not-at-top
+  from recjax import eval as eval_lib  # pylint: disable=g-import-not-at-top
   path = out / f"predictions_{split}.npz"
   if not path.exists():
-    run = bench.run_dir(name, method, seed)
+    run = bench.run_dir(data, method, seed)
     if not (run / "best").is_dir():
       raise SystemExit(
           f"{run} has no best checkpoint: train the cell first with "
-          f"benchmarks/quality.py --datasets {name} --methods {method} "
+          f"benchmarks/quality.py --datasets {data.name} --methods {method} "
           f"--seeds {seed} --schedule {bench.schedule}")
-    sid = bench.semantic_ids_of(name, folder, method, seed)
-    task = bench.register_task(name, folder, method, seed, sid)
-    bindings = [f"MIXTURE_OR_TASK_NAME = '{task}'", f"MODEL_DIR = '{run}'",
-                f"EVAL_SPLIT = '{split}'", f"NUM_DECODES = {beams}",
-                "recjax.eval.evaluate.both_history_policies = False",
-                "recjax.eval.evaluate.write_predictions = True",
-                f"recjax.eval.evaluate.output_dir = '{out}'"]
-    schedule = {"cpu": quality.CPU_GENERATIVE,
-                "cpu_long": quality.CPU_LONG_GENERATIVE,
-                "cpu_xl": quality.CPU_LONG_GENERATIVE}
-    bindings += list(schedule.get(bench.schedule, ()))
-    gin.clear_config()
-    gin_utils.parse_gin(["runs/train.gin", "runs/eval.gin",
-                         quality.EXPERIMENTS[method]], bindings)
-    gin.get_configurable("recjax.eval.evaluate")()
+    eval_lib.evaluate_run(str(run), split, write_predictions=True,
+                          output_dir=str(out),
+                          bindings=[f"NUM_DECODES = {beams}"])
   with np.load(path) as f:
     return {key: f[key] for key in f.files}
 
@@ -150,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
   parser.add_argument("--data_root", default=str(REPO.parent / "shared" /
                                                  "data"))
   parser.add_argument("--method", default="letter_tiger_calrec",
-                      choices=sorted(quality.EXPERIMENTS))
+                      choices=registry.list_methods(registry.GENERATIVE))
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--schedule", default="cpu_long",
                       choices=("cpu", "cpu_long", "cpu_xl", "full"))
@@ -176,10 +164,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
   if not beams or args.k > beams[0]:
     raise SystemExit(f"--k {args.k} needs every --beams >= it (got "
                      f"{args.beams}).")
-  folder = pathlib.Path(args.data_root) / quality.FOLDERS.get(
-      args.dataset, args.dataset.lower())
+  data = quality.data_source(args.dataset, pathlib.Path(args.data_root))
   bench = quality.Bench(pathlib.Path(args.cache_dir), args.schedule)
-  ds, _ = bench.dataset(args.dataset, folder)
+  ds, _ = bench.work.dataset(data)
   log_prior = popularity_log_prior(ds)
   chain = None
   if any(betas):
@@ -192,8 +179,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
   cell = f"{args.dataset}-{args.method}-{args.schedule}-seed{args.seed}"
   rows = []
   for b in beams:
-    pred = decode(bench, args.dataset, folder, args.method, args.seed,
-                  args.split, b, pathlib.Path(args.out) / cell / f"beam{b}")
+    pred = decode(bench, data, args.method, args.seed, args.split, b,
+                  pathlib.Path(args.out) / cell / f"beam{b}")
     bonus = (chain.candidate_scores(histories, pred["items"])
              if chain is not None else None)
     for alpha in alphas:

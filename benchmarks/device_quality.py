@@ -72,9 +72,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the stages above; returns the result row."""
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--bundle", required=True)
-  parser.add_argument("--experiment", required=True,
+  parser.add_argument("--experiment", default=None,
                       help="gin file of the model and schedule, e.g. "
                       "experiments/tiger_amazon_beauty.gin")
+  parser.add_argument("--gin_file", action="append", default=[],
+                      help="gin files of the model and schedule (instead "
+                      "of --experiment; what quality.py --bundle prints)")
   parser.add_argument("--seconds", type=float, default=420.0,
                       help="training budget (validations included)")
   parser.add_argument("--steps", default="auto",
@@ -106,11 +109,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   site = root / bundles.SITE_DIR
   if site.is_dir():
     sys.path.append(str(site))  # gin-config, where the host lacks it
-  experiment = args.experiment
-  if pathlib.Path(experiment).exists():  # else found on the gin search path
-    experiment = str(pathlib.Path(experiment).resolve())
+  gin_files = ([args.experiment] if args.experiment else []) + list(
+      args.gin_file)
+  if not gin_files:
+    parser.error("pass --experiment or --gin_file (the model's gin files)")
+  # Found here, else on the gin search path.
+  gin_files = [str(pathlib.Path(f).resolve()) if pathlib.Path(f).exists()
+               else f for f in gin_files]
   os.chdir(root)  # bundle.gin's paths are relative to the bundle
-  train_files = ["runs/train.gin", experiment, bundles.GIN_FILE]
+  train_files = ["runs/train.gin", *gin_files, bundles.GIN_FILE]
   extra = info.get("extra", {})
   seed = args.seed if args.seed is not None else int(extra.get("seed", 0))
   common = [f"SEED = {seed}"] + list(args.gin)
@@ -142,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       f"recjax.trainer.TrainerConfig.log_period = {max(steps // 50, 1)}"])
   train_seconds = time.time() - t_train
   results = _run("recjax.eval.evaluate",
-                 ["runs/eval.gin", experiment, bundles.GIN_FILE],
+                 ["runs/eval.gin", *gin_files, bundles.GIN_FILE],
                  common + [f"MODEL_DIR = '{run}'"])
   row: dict[str, Any] = {
       "dataset": extra.get("dataset", info["task"]),

@@ -9,15 +9,15 @@ transitions (memorised co-occurrences) loses more from validation to test
 than one that generalises.
 
 For trained cells of `benchmarks/quality.py` this script ranks the
-validation and test users again (generative cells: constrained beam of 20
-through `recjax.eval`; item-level cells: `recjax.eval_items`; all items
-ranked, the best checkpoint) and splits every user by whether their
-transition was seen in training. It prints, per cell and split, the share
-of seen-transition users, NDCG@10 in each group and overall, the share of
-NDCG@10 that the seen group earns, and the test/validation ratio; the
-"mix-only" ratio is what test/validation would be if each group scored on
-test what it scored on validation (only the share of seen transitions
-changing).
+validation and test users again through `recjax.eval` from each run
+directory (generative cells: constrained beam of 20; all items ranked, the
+best checkpoint; `markov` is counted first if needed) and splits every
+user by whether their transition was seen in training. It prints, per
+cell and split, the share of seen-transition users, NDCG@10 in each group
+and overall, the share of NDCG@10 that the seen group earns, and the
+test/validation ratio; the "mix-only" ratio is what test/validation would
+be if each group scored on test what it scored on validation (only the
+share of seen transitions changing).
 
   .venv/bin/python benchmarks/val_test_gap.py --dataset Office \\
       --cells markov:-:0,sasrec_recbole:cpu:0,letter_tiger_calrec:cpu_long:0
@@ -42,12 +42,13 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import decode_ablation  # noqa: E402
 import quality  # noqa: E402
 
 from recjax import datasets  # noqa: E402
+from recjax import eval as eval_lib  # noqa: E402
 from recjax import metrics as metrics_lib  # noqa: E402
-from recjax.models import markov  # noqa: E402
+from recjax import pipeline  # noqa: E402
+from recjax.models import registry  # noqa: E402
 
 SPLITS = ("validation", "test")
 
@@ -119,40 +120,19 @@ def mix_only_ratio(val: dict[str, float], test: dict[str, float]) -> float:
   return expected / val["ndcg"]
 
 
-def _item_predictions(bench: quality.Bench, name: str, folder: pathlib.Path,
-                      method: str, seed: int, split: str,
-                      out: pathlib.Path) -> dict[str, np.ndarray]:
-  """Ranked lists of an item-level cell through `recjax.eval_items`."""
-  import gin  # pylint: disable=g-import-not-at-top
-
-  from recjax import gin_utils  # pylint: disable=g-import-not-at-top
+def _predictions(bench: quality.Bench, data: pipeline.DataSource,
+                 method: str, seed: int, split: str,
+                 out: pathlib.Path) -> dict[str, np.ndarray]:
+  """Ranked lists of a trained cell, all items, through `recjax.eval`."""
   path = out / f"predictions_{split}.npz"
   if not path.exists():
-    run = bench.run_dir(name, method, seed)
-    emb = None if method.startswith("sasrec") else bench.embeddings(name)
-    out.mkdir(parents=True, exist_ok=True)
-    bindings = bench.item_bindings(name, folder, method, seed, emb, run) + [
-        f"EVAL_SPLIT = '{split}'",
-        "recjax.eval_items.evaluate_items.write_predictions = True",
-        f"recjax.eval_items.evaluate_items.output_dir = '{out}'"]
-    gin.clear_config()
-    gin_utils.parse_gin(["runs/train_items.gin", quality.ITEM_MODELS[method],
-                         "runs/eval_items.gin"], bindings)
-    gin.get_configurable("recjax.eval_items.evaluate_items")()
+    run = bench.run_dir(data, method, seed)
+    if registry.get_method(method).kind == registry.COUNT:
+      bench.cell(data, method, seed)  # Counting takes seconds.
+    eval_lib.evaluate_run(str(run), split, write_predictions=True,
+                          output_dir=str(out))
   with np.load(path) as f:
     return {key: f[key] for key in f.files}
-
-
-def _markov_predictions(ds: datasets.CanonicalDataset, split: str
-                        ) -> dict[str, np.ndarray]:
-  """Lists of the transition baseline (decay chosen on validation)."""
-  decay = markov.evaluate(ds)["markov/decay"]
-  splits = datasets.leave_one_out(ds, max_history=None)
-  model = markov.TransitionModel.fit(splits["train"], ds.num_items,
-                                     markov.MarkovConfig(decay=decay))
-  part = splits[split]
-  items = model.recommend([part.history(i) for i in range(len(part))], 20)
-  return {"items": items, "targets": part.targets}
 
 
 def _parse_cells(spec: str) -> list[tuple[str, str, int]]:
@@ -162,9 +142,9 @@ def _parse_cells(spec: str) -> list[tuple[str, str, int]]:
     if len(fields) != 3 or not fields[2].isdigit():
       raise SystemExit(f"--cells entry {part!r}: expected "
                        "METHOD:SCHEDULE:SEED, e.g. sasrec_recbole:cpu:0.")
-    if fields[0] not in quality.METHODS or fields[0] == "popularity":
+    if fields[0] not in registry.list_methods():
       raise SystemExit(f"--cells entry {part!r}: unknown method; choose "
-                       f"from {quality.METHODS[1:]}.")
+                       f"from {registry.list_methods()}.")
     cells.append((fields[0], fields[1], int(fields[2])))
   return cells
 
@@ -184,10 +164,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
   cells = _parse_cells(args.cells)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   os.chdir(REPO)
-  folder = pathlib.Path(args.data_root) / quality.FOLDERS.get(
-      args.dataset, args.dataset.lower())
-  ds, _ = quality.Bench(pathlib.Path(args.cache_dir), "cpu").dataset(
-      args.dataset, folder)
+  data = quality.data_source(args.dataset, pathlib.Path(args.data_root))
+  ds, _ = quality.Bench(pathlib.Path(args.cache_dir), "cpu").work.dataset(
+      data)
   seen = {split: seen_transitions(ds, split) for split in SPLITS}
   targets = {split: datasets.leave_one_out(ds)[split].targets
              for split in SPLITS}
@@ -198,14 +177,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
            f"{args.dataset}-{method}-{schedule}-seed{seed}")
     found = {}
     for split in SPLITS:
-      if method == "markov":
-        pred = _markov_predictions(ds, split)
-      elif method in quality.GENERATIVE:
-        pred = decode_ablation.decode(bench, args.dataset, folder, method,
-                                      seed, split, 20, out)
-      else:
-        pred = _item_predictions(bench, args.dataset, folder, method, seed,
-                                 split, out)
+      pred = _predictions(bench, data, method, seed, split, out)
       if not np.array_equal(pred["targets"], targets[split]):
         raise SystemExit(f"{out}: the {split} lists are not in the split's "
                          "user order; delete the folder and rerun.")

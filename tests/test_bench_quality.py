@@ -12,7 +12,7 @@ import bench_scripts
 import numpy as np
 import pytest
 
-from recjax.datasets import canonical
+from recjax import datasets
 from recjax.models import markov
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -89,119 +89,150 @@ def test_table_single_seed_has_no_std():
   assert "±" not in text and "| Office | learn | cpu | 1 | 0.0500 |" in text
 
 
-def _capture_gin(monkeypatch, data: pathlib.Path, name: str) -> dict:
-  """Makes `parse_gin` record its files and bindings, then stop training.
+def _effective(monkeypatch, tmp_path, method, name, schedule):
+  """Parses the gin files and bindings the benchmark trains a cell with;
+  returns `gin.query_parameter` (the operative values)."""
+  import gin  # pylint: disable=g-import-not-at-top
 
-  Args:
-    monkeypatch: pytest's fixture.
-    data: a folder to turn into an (empty) LC-Rec data set.
-    name: its category.
-
-  Returns:
-    The dict that receives `files` and `bindings`.
-  """
   from recjax import gin_utils  # pylint: disable=g-import-not-at-top
-  captured = {}
-
-  def fake_parse(files, bindings):
-    captured["files"], captured["bindings"] = list(files), list(bindings)
-    raise StopIteration  # stop before training
-
-  monkeypatch.setattr(gin_utils, "parse_gin", fake_parse)
-  data.mkdir()
-  (data / f"{name}.inter.json").write_text("{}")
-  return captured
-
-
-@pytest.mark.parametrize("schedule", ["cpu_long", "cpu_xl"])
-@pytest.mark.parametrize("name", ["Office", "Beauty"])
-def test_cpu_long_bindings(name, schedule, tmp_path, monkeypatch):
-  """`cpu_long`/`cpu_xl`: the CPU width, dropout, early stopping."""
-  import tasks  # pylint: disable=g-import-not-at-top
-  data = tmp_path / "Data"
-  captured = _capture_gin(monkeypatch, data, name)
-  monkeypatch.setattr(tasks, "register_tiger_task", lambda *a, **k: None)
+  from recjax import pipeline  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(pipeline.Workspace, "task",
+                      lambda *a, **k: "tiger_movielens_100k")
+  monkeypatch.setattr(pipeline.Workspace, "embeddings",
+                      lambda *a, **k: tmp_path / "emb")
   bench = quality.Bench(tmp_path, schedule)
-  with pytest.raises(StopIteration):
-    bench.generative(name, data, "tiger", 0, tmp_path / "sid",
-                     tmp_path / "run")
-  b = captured["bindings"]
-  assert "recjax.network.TransformerConfig.dropout_rate = 0.1" in b
-  assert "recjax.network.TransformerConfig.dropout_rate = 0.0" not in b
-  assert "recjax.trainer.TrainerConfig.patience = 3" in b
-  assert "recjax.network.TransformerConfig.emb_dim = 64" in b
-  steps, period = (
-      (quality.CPU_LONG_STEPS[name], quality.CPU_LONG_EVAL_PERIOD[name])
-      if schedule == "cpu_long" else
-      (quality.CPU_XL_STEPS[name], quality.CPU_XL_EVAL_PERIOD[name]))
-  assert f"TRAIN_STEPS = {steps}" in b
-  assert f"EVAL_PERIOD = {period}" in b
-  if schedule == "cpu_xl":
-    assert steps == 3 * quality.CPU_LONG_STEPS[name]
-  # Beauty validates on 5,000 users; Office on all of them.
-  expected = {"Office": None, "Beauty": 5000}[name]
-  assert f"MAX_EVAL_EXAMPLES = {expected}" in b
-  assert captured["files"][-1] == quality.EXPERIMENTS["tiger"]
+  data = pipeline.DataSource(name, "amazon_lcrec",
+                             {"data_dir": str(tmp_path), "category": name})
+  files, bindings = bench.work.gin_setup(method, data, 0, schedule)
+  gin.clear_config()
+  gin_utils.parse_gin(files, bindings + bench.schedule_bindings(data, method),
+                      finalize=False)
+  return gin.query_parameter
+
+
+@pytest.fixture
+def clean_gin():
+  import gin  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+@pytest.mark.parametrize("schedule", ["cpu", "cpu_long", "cpu_xl"])
+@pytest.mark.parametrize("name", ["Office", "Beauty"])
+def test_generative_schedules_take_effect(name, schedule, tmp_path,
+                                          monkeypatch, clean_gin):
+  """The schedule files and per-data-set budgets, read back from gin."""
+  q = _effective(monkeypatch, tmp_path, "tiger", name, schedule)
+  net = "recjax.network.TransformerConfig"
+  assert q(f"{net}.emb_dim") == 64 and q(f"{net}.num_encoder_layers") == 2
+  assert q(f"{net}.dropout_rate") == (0.0 if schedule == "cpu" else 0.1)
+  assert q("%LEARNING_RATE") == 3e-3 and q("%WARMUP_STEPS") == 100
+  steps = {("Office", "cpu"): 1500, ("Office", "cpu_long"): 6000,
+           ("Office", "cpu_xl"): 18000, ("Beauty", "cpu"): 2500,
+           ("Beauty", "cpu_long"): 10000, ("Beauty", "cpu_xl"): 30000}
+  assert q("%TRAIN_STEPS") == steps[(name, schedule)]
+  if schedule != "cpu":
+    assert q("recjax.trainer.TrainerConfig.patience") == 3
+  # Beauty validates on 5,000 users in the long schedules; Office on all.
+  expected = 5000 if name == "Beauty" and schedule != "cpu" else None
+  assert q("%MAX_EVAL_EXAMPLES") == expected
+
+
+def test_recipes_take_effect(tmp_path, monkeypatch, clean_gin):
+  q = _effective(monkeypatch, tmp_path, "letter_tiger_calrec", "Office",
+                 "cpu")
+  fn = "recjax.models.tiger.make_encoder_decoder"
+  assert q("%LOSS_TEMPERATURE") == 0.7 and q("%ALIGNMENT_WEIGHT") == 0.1
+  assert str(q(f"{fn}.alignment_weight")) == "%ALIGNMENT_WEIGHT"
+
+
+@pytest.mark.parametrize("method, schedule, budget", [
+    ("lite", "cpu", (600, 100, 3)), ("lite", "cpu_long", (3000, 100, 5)),
+    ("lite", "cpu_xl", (3000, 100, 5)), ("learn", "cpu_long", (6000, 100, 5)),
+    ("sasrec", "cpu_long", (4000, 100, 10)),
+    ("sasrec_recbole", "cpu", (5400, -1, 10))])
+def test_item_schedules_take_effect(method, schedule, budget, tmp_path,
+                                    monkeypatch, clean_gin):
+  q = _effective(monkeypatch, tmp_path, method, "Office", schedule)
+  assert (q("%TRAIN_STEPS"), q("%EVAL_PERIOD"), q("%PATIENCE")) == budget
+  if method == "sasrec_recbole":
+    assert q("recjax.models.sasrec.SASRecConfig.norm") == "post"
+    assert q("%TRAIN_MODE") == "prefixes" and q("%BATCH_SIZE") == 2048
 
 
 def test_run_dir_layout(tmp_path):
+  office = quality.pipeline.DataSource("Office", "amazon_lcrec", {})
+  beauty = quality.pipeline.DataSource("Beauty", "amazon_lcrec", {})
   bench = quality.Bench(tmp_path, "cpu_long")
-  assert bench.run_dir("Beauty", "tiger", 0) == (
+  assert bench.run_dir(beauty, "tiger", 0) == (
       tmp_path / "Beauty" / "tiger-cpu_long" / "seed0")
-  # Item-level models have one schedule, whatever the generative one is.
-  assert bench.run_dir("Beauty", "sasrec_recbole", 1) == (
+  # Item-level models have their own schedules, whatever the generative
+  # one is.
+  assert bench.run_dir(beauty, "sasrec_recbole", 1) == (
       tmp_path / "Beauty" / "sasrec_recbole-cpu" / "seed1")
-  assert bench.run_dir("Office", "popularity", 2) == (
+  assert bench.run_dir(office, "popularity", 2) == (
       tmp_path / "Office" / "popularity" / "seed2")
-  # LEARN and LITE have a longer schedule of their own; `device` is
-  # generative-only.
-  assert bench.run_dir("Beauty", "lite", 0) == (
+  assert bench.run_dir(beauty, "lite", 0) == (
       tmp_path / "Beauty" / "lite-cpu_long" / "seed0")
-  assert quality.Bench(tmp_path, "device").run_dir("Beauty", "learn", 0) == (
+  device = quality.Bench(tmp_path, "device")
+  assert device.run_dir(beauty, "learn", 0) == (
       tmp_path / "Beauty" / "learn-cpu" / "seed0")
-  # `cpu_xl` lengthens the generative models only.
+  assert device.run_dir(beauty, "tiger", 0) == (
+      tmp_path / "Beauty" / "tiger-device" / "seed0")
   xl = quality.Bench(tmp_path, "cpu_xl")
-  assert xl.run_dir("Office", "letter_tiger_calrec", 0) == (
+  assert xl.run_dir(office, "letter_tiger_calrec", 0) == (
       tmp_path / "Office" / "letter_tiger_calrec-cpu_xl" / "seed0")
-  assert xl.run_dir("Office", "lite", 0) == (
+  assert xl.run_dir(office, "lite", 0) == (
       tmp_path / "Office" / "lite-cpu_long" / "seed0")
-  assert xl.run_dir("Office", "sasrec_recbole", 0) == (
-      tmp_path / "Office" / "sasrec_recbole-cpu" / "seed0")
+  assert xl.run_dir(office, "markov", 0) == (
+      tmp_path / "Office" / "markov" / "seed0")
+  # A variant has its own run directory.
+  tagged = quality.Bench(tmp_path, "cpu", ["MAX_LENGTH = 50"])
+  run = tagged.run_dir(office, "sasrec", 0)
+  assert run.parent.name.startswith("sasrec-cpu-v") and run.name == "seed0"
+  assert run != bench.run_dir(office, "sasrec", 0)
 
 
-@pytest.mark.parametrize("schedule", ["cpu", "cpu_long"])
-def test_item_schedule_bindings(schedule, tmp_path, monkeypatch):
-  """LITE trains its `cpu` budget or its longer `cpu_long` one."""
-  data = tmp_path / "Data"
-  captured = _capture_gin(monkeypatch, data, "Office")
-  bench = quality.Bench(tmp_path, schedule)
-  run = bench.run_dir("Office", "lite", 0)
-  with pytest.raises(StopIteration):
-    bench.item_model("Office", data, "lite", 0, tmp_path / "emb", run)
-  steps, period, patience = (quality.ITEM_LONG_SCHEDULES if
-                             schedule == "cpu_long" else
-                             quality.ITEM_SCHEDULES)["lite"]
-  assert (steps, patience) != (600, 3) or schedule == "cpu"
-  b = captured["bindings"]
-  assert f"TRAIN_STEPS = {steps}" in b
-  assert f"EVAL_PERIOD = {period}" in b
-  assert f"PATIENCE = {patience}" in b
-  assert captured["files"][-1] == quality.ITEM_MODELS["lite"]
-
-
-def test_category_needs_one_inter_file(tmp_path):
+def test_data_sets_by_name_folder_or_source(tmp_path):
+  assert quality.data_source("ML-100K", tmp_path).source == "movielens_100k"
+  assert quality.data_source("X", tmp_path, "movielens_100k").source == (
+      "movielens_100k")
+  (tmp_path / "yelp").mkdir()
+  (tmp_path / "yelp" / "Yelp.inter.json").write_text("{}")
+  yelp = quality.data_source("Yelp", tmp_path)
+  assert yelp.kwargs["category"] == "Yelp"
   with pytest.raises(SystemExit, match="exactly one <Category>.inter.json"):
-    quality._category(tmp_path)  # pylint: disable=protected-access
-  (tmp_path / "Toys.inter.json").write_text("{}")
-  assert quality._category(tmp_path) == "Toys"  # pylint: disable=protected-access
+    quality.data_source("Toys", tmp_path, str(tmp_path))
+
+
+def test_variants_are_separate_cells_and_extra_metrics_print(tmp_path):
+  path = tmp_path / "quality.jsonl"
+  plain = _row("Office", "sasrec", "cpu")
+  longer = dict(_row("Office", "sasrec", "cpu", value=0.2),
+                variant={"max_length": "50"}, **{"test/mrr": 0.5})
+  quality.record(path, [plain, longer], "n")
+  rows = quality.read_records(path)
+  assert len(rows) == 2
+  text = quality.table(rows).splitlines()
+  assert "| mrr |" in text[0]
+  assert any("| sasrec [max_length=50] | cpu | 1 | 0.2000" in line
+             and "| 0.5000 |" in line for line in text)
+  # The Office SASRec anchor (RecBole measured here) is printed once.
+  assert sum("*RecBole 1.2.1 SASRec*" in line for line in text) == 1
 
 
 def test_markov_cell_is_the_library_protocol(tmp_path):
-  seqs = [[i % 12, (i + 1) % 12, (i + 2) % 12, (i + 5) % 12]
-          for i in range(20)]
-  items = canonical.ItemTable([str(i) for i in range(12)], {})
-  ds = canonical.from_sequences("ring", items,
-                                [f"u{i}" for i in range(20)], seqs)
-  assert quality.Bench(tmp_path, "cpu").markov(ds) == markov.evaluate(ds)
-  assert quality.Bench(tmp_path, "cpu_xl").run_dir("Office", "markov", 0) == (
-      tmp_path / "Office" / "markov" / "seed0")
+  folder = tmp_path / "ring"
+  folder.mkdir()
+  seqs = {f"u{i}": [str(i % 12), str((i + 1) % 12), str((i + 2) % 12),
+                    str((i + 5) % 12)] for i in range(20)}
+  (folder / "Ring.inter.json").write_text(json.dumps(seqs))
+  (folder / "Ring.item.json").write_text(json.dumps(
+      {str(i): {"title": f"item {i}"} for i in range(12)}))
+  data = quality.data_source("Ring", tmp_path, str(folder))
+  expected = markov.evaluate(datasets.load("amazon_lcrec", **data.kwargs))
+  row = quality.Bench(tmp_path / "cache", "cpu").cell(data, "markov", 0)
+  assert row["schedule"] == "-"
+  for key in ("test/ndcg@10", "test_excl/recall@5", "markov/decay"):
+    assert row[key] == pytest.approx(expected[key]), key
