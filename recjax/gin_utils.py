@@ -6,7 +6,8 @@ may bind, under their module path (e.g. `recjax.network.TransformerConfig`),
 so a gin file reads `recjax.network.TransformerConfig.num_heads = 6` or, with
 the short name, `TransformerConfig.num_heads = 6`.
 
-Add a new configurable by naming it in `_CONFIGURABLES`.
+Add a new configurable of the pipeline by naming it in `_CONFIGURABLES`; a
+model family names its own in its `FamilySpec.configurables`.
 """
 
 from __future__ import annotations
@@ -35,11 +36,6 @@ _CONFIGURABLES: dict[str, tuple[str, ...]] = {
     # network, model families, decoding
     "recjax.network": ("TransformerConfig", "Transformer"),
     "recjax.decoding": ("beam_search",),
-    "recjax.models.tiger": ("EncoderDecoderModel", "make_encoder_decoder"),
-    "recjax.models.sasrec": ("SASRecConfig", "make_sasrec"),
-    "recjax.models.learn": ("DualEncoderConfig", "make_dual_encoder"),
-    "recjax.models.lite": ("LiteConfig", "make_lite"),
-    "recjax.models.markov": ("MarkovConfig",),
     # trainer, partitioning, entry points
     "recjax.train": ("train", "run"),
     "recjax.eval": ("evaluate",),
@@ -70,7 +66,10 @@ _registered = False
 def register_all() -> None:
   """Registers every configurable in `_CONFIGURABLES` with gin (idempotent)."""
   global _registered
-  if _registered:
+  from recjax.models import registry  # pylint: disable=g-import-not-at-top
+  if _registered:  # Families registered since then (a test's toy family).
+    for spec in registry.family_specs():
+      register_family(spec)
     return
   for module_name, names in _CONFIGURABLES.items():
     try:
@@ -85,6 +84,9 @@ def register_all() -> None:
     for name in names:
       gin.external_configurable(getattr(module, name), name=name,
                                 module=module_name)
+  # Each family's own configurables (its FamilySpec names them).
+  for spec in registry.family_specs():
+    register_family(spec)
   # Names from before the model families moved into recjax.models.
   for (old_module, name), new_module in deprecation.GIN_ALIASES.items():
     fn = getattr(importlib.import_module(new_module), name)
@@ -93,6 +95,27 @@ def register_all() -> None:
             fn, f"{old_module}.{name}", f"{new_module}.{name}"),
         name=name, module=old_module)
   _registered = True
+
+
+def register_family(spec) -> None:
+  """Registers a family's `configurables` with gin (idempotent).
+
+  Args:
+    spec: a `recjax.models.registry.FamilySpec`.
+  """
+  if not spec.configurables:
+    return
+  module = importlib.import_module(spec.module)
+  for name in spec.configurables:
+    key = f"{spec.module}.{name}"
+    if key in _family_names:
+      continue
+    gin.external_configurable(getattr(module, name), name=name,
+                              module=spec.module)
+    _family_names.add(key)
+
+
+_family_names: set[str] = set()
 
 
 class _QuietIncludes(logging.Filter):

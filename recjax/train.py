@@ -62,8 +62,8 @@ def train(*, model_dir: str,
           semantic_ids_dir: str | None = None,
           num_partitions: int = 1,
           distributed: partitioning.DistributedConfig | None = None,
-          max_eval_examples: int | None = None
-          ) -> trainer_lib.TrainState:
+          max_eval_examples: int | None = None,
+          dry_run: bool = False) -> trainer_lib.TrainState | None:
   """Trains (or resumes) a model; returns the final train state.
 
   Args:
@@ -81,6 +81,8 @@ def train(*, model_dir: str,
       batches, the same users at every validation; None: all). Constrained
       beam search over a large validation split (Beauty: 22k users) can
       cost more than the training between two validations on a CPU.
+    dry_run: build the data, the model, the trainer and the evaluator,
+      then return None without training or writing (checks a config).
 
   Returns:
     The final train state.
@@ -114,7 +116,8 @@ def train(*, model_dir: str,
   describe = lambda: run_lib.describe_run(
       model_dir, kind="generative", entry="recjax.train.train", model=model,
       inputs=inputs)
-  describe()
+  if not dry_run:
+    describe()
   evaluate = None
   if eval_dataset_cfg is not None:
     # Every process evaluates the whole split (validation is small).
@@ -128,6 +131,8 @@ def train(*, model_dir: str,
                              -(-max_eval_examples // eval_batches.batch_size))
     evaluate = lambda params: evaluator.evaluate(
         params, itertools.islice(eval_batches.epoch(0), num_eval_batches))
+  if dry_run:
+    return None
   state = trainer.train(_Source(batches), evaluate)
   describe()
   return state

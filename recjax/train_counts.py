@@ -40,7 +40,8 @@ METRICS_FILE = "metrics.json"
 def train_counts(model_dir: str, family: str,
                  data: ItemDataConfig | None = None,
                  fit_kwargs: Mapping[str, Any] | None = None,
-                 num_decodes: int = 20) -> dict[str, float]:
+                 num_decodes: int = 20,
+                 dry_run: bool = False) -> dict[str, float] | None:
   """Fits a count family on `data` and writes a self-describing run.
 
   Args:
@@ -50,6 +51,7 @@ def train_counts(model_dir: str, family: str,
     fit_kwargs: extra arguments of the family's factory (e.g. markov's
       `decays`).
     num_decodes: list length of the metrics.
+    dry_run: check the family and load the data, then return None.
 
   Returns:
     The metrics written to `model_dir/metrics.json`.
@@ -67,6 +69,8 @@ def train_counts(model_dir: str, family: str,
   t0 = time.time()
   dataset = item_sequences.load_dataset(data)
   fit = registry.resolve(spec.factory)
+  if dry_run:
+    return None
   model, metrics = fit(dataset, k=num_decodes, **dict(fit_kwargs or {}))
   out = pathlib.Path(model_dir)
   model.save(out / MODEL_FILE)

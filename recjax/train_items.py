@@ -172,8 +172,8 @@ def train_items(model_dir: str,
                 eval_config: EvalConfig | None = None,
                 embeddings_dir: str | None = None,
                 num_partitions: int = 1,
-                distributed: partitioning.DistributedConfig | None = None
-                ) -> dict[str, float]:
+                distributed: partitioning.DistributedConfig | None = None,
+                dry_run: bool = False) -> dict[str, float] | None:
   """Trains (or resumes) an item-level model and evaluates it on test.
 
   Args:
@@ -187,6 +187,8 @@ def train_items(model_dir: str,
     embeddings_dir: frozen item embeddings for `model_fn` (embed stage).
     num_partitions: model-parallel mesh size.
     distributed: multi-process settings.
+    dry_run: build the data, the model, the trainer and the evaluator,
+      then return None without training or writing (checks a config).
     (None for a config argument means its defaults.)
 
   Returns:
@@ -223,9 +225,11 @@ def train_items(model_dir: str,
   describe = lambda: run_lib.describe_run(
       model_dir, kind="item", entry="recjax.train_items.train_items",
       model=model, inputs=inputs)
-  describe()
   evaluator = retrieval.ItemRankingEvaluator(model, eval_config)
   validation = item_data.eval_batches("validation")
+  if dry_run:
+    return None
+  describe()
   state = trainer.train(source,
                         lambda params: evaluator.evaluate(params, validation))
   # Wall time of training and validation since step 0, over resumes.

@@ -82,7 +82,7 @@ def test_errors_name_what_is_known():
 
 
 def test_register_and_unregister_a_toy_family():
-  spec = registry.FamilySpec(name="toy_registry", kind=registry.COUNT,
+  spec = registry.FamilySpec(name="toy_registry", kind=registry.ITEM,
                              factory="recjax.models.popularity.model."
                              "PopularityModel.fit", description="toy")
   registry.register_family(spec)
@@ -92,9 +92,11 @@ def test_register_and_unregister_a_toy_family():
         schedules={"cpu": "schedules/x.gin"}))
     assert "toy_registry" in registry.list_families()
     method = registry.get_method("toy_registry_m")
-    assert method.kind == registry.COUNT
+    assert method.kind == registry.ITEM
     assert method.schedule_file("cpu") == ("cpu", "schedules/x.gin")
+    # No longer schedule: the next shorter one it has.
     assert method.schedule_file("cpu_xl") == ("cpu", "schedules/x.gin")
+    assert registry.get_method("markov").schedule_file("cpu") == ("-", None)
   finally:
     registry.unregister("toy_registry")
   assert "toy_registry" not in registry.list_families()

@@ -465,9 +465,10 @@ def test_calrec_gin_config_builds_the_aligned_model():
     gin_utils.parse_gin(["runs/train.gin",
                          "experiments/tiger_calrec_amazon_office.gin"],
                         finalize=False)
-    model = gin.query_parameter("recjax.train.train.model_fn"
-                                ).scoped_configurable_fn(
-                                    layout=SemanticIdLayout((256,) * 4, 2000))
+    assert str(gin.query_parameter("recjax.train.train.model_fn")) == (
+        "%MODEL_FN")
+    model = gin.query_parameter("%MODEL_FN").scoped_configurable_fn(
+        layout=SemanticIdLayout((256,) * 4, 2000))
     task = gin.query_parameter("%MIXTURE_OR_TASK_NAME")
   finally:
     gin.clear_config()

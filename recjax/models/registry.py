@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,6 +89,9 @@ class FamilySpec:
     needs: inputs beyond the interaction sequences (see the constants
       above; open-ended).
     gin_files: the family's model gin files (search-path relative).
+    configurables: names in the family's package that gin files may bind
+      (registered as `<module>.<name>`).
+    module: the family's package (default `recjax.models.<name>`).
   """
 
   name: str
@@ -99,8 +103,13 @@ class FamilySpec:
   assumes: str = ""
   needs: frozenset[str] = frozenset()
   gin_files: tuple[str, ...] = ()
+  configurables: tuple[str, ...] = ()
+  module: str = ""
 
   def __post_init__(self):
+    if not self.module:
+      object.__setattr__(self, "module", f"recjax.models.{self.name}")
+    object.__setattr__(self, "configurables", tuple(self.configurables))
     if self.kind not in KINDS:
       raise ConfigError(f"FamilySpec {self.name!r}: kind={self.kind!r}; use "
                         f"one of {KINDS}.")
@@ -197,12 +206,18 @@ _loaded = False
 
 
 def _load_builtin() -> None:
-  """Imports the built-in family packages (each registers itself)."""
+  """Imports every family package of `recjax/models/` (each registers
+  itself): a new family is a new folder, no list to edit."""
   global _loaded
   if _loaded:
     return
   _loaded = True
-  for name in BUILTIN_FAMILIES:
+  package = importlib.import_module("recjax.models")
+  found = sorted(m.name for m in pkgutil.iter_modules(package.__path__)
+                 if m.ispkg)
+  for name in sorted(found, key=lambda n: (
+      BUILTIN_FAMILIES.index(n) if n in BUILTIN_FAMILIES
+      else len(BUILTIN_FAMILIES), n)):
     importlib.import_module(f"recjax.models.{name}")
 
 
@@ -252,6 +267,11 @@ def list_families() -> list[str]:
   _load_builtin()
   builtin = [f for f in BUILTIN_FAMILIES if f in _FAMILIES]
   return builtin + [f for f in _FAMILIES if f not in BUILTIN_FAMILIES]
+
+
+def family_specs() -> list[FamilySpec]:
+  """Every registered family's spec, in `list_families()` order."""
+  return [_FAMILIES[name] for name in list_families()]
 
 
 def list_methods(kind: str | None = None) -> list[str]:

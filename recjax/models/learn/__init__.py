@@ -27,7 +27,8 @@ registry.register_family(registry.FamilySpec(
     assumes="MiniLM (22M) stands in for the paper's 7B LLM; tower sizes "
     "for Amazon-scale data.",
     needs=frozenset({registry.TEXT_EMBEDDINGS}),
-    gin_files=("models/learn.gin",)))
+    gin_files=("models/learn.gin",),
+    configurables=("DualEncoderConfig", "make_dual_encoder")))
 registry.register_method(registry.MethodSpec(
     name="learn", family="learn",
     recipe="frozen MiniLM item embeddings, in-batch softmax",

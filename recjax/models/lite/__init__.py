@@ -29,7 +29,8 @@ registry.register_family(registry.FamilySpec(
     "encoder fine-tuned in the model; full-softmax item head.",
     assumes="MiniLM (22M) stands in for the paper's LLM.",
     needs=frozenset({registry.TEXT_EMBEDDINGS}),
-    gin_files=("models/lite.gin",)))
+    gin_files=("models/lite.gin",),
+    configurables=("LiteConfig", "make_lite")))
 registry.register_method(registry.MethodSpec(
     name="lite", family="lite",
     recipe="frozen MiniLM item encoder, linear item head",

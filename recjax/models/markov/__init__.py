@@ -14,6 +14,7 @@ registry.register_family(registry.FamilySpec(
     kind=registry.COUNT,
     factory="recjax.models.markov.model.fit_run",
     gin_files=("models/markov.gin",),
+    configurables=("MarkovConfig",),
     description=(
         "A first-order Markov chain: C[a, b] counts how often item b "
         "directly follows item a in the training sequences, and a user's "

@@ -43,7 +43,8 @@ registry.register_family(registry.FamilySpec(
     "item-embedding export.",
     assumes="RecBole's defaults (hidden 64, 2 layers x 2 heads, FFN 256, "
     "GELU, dropout 0.5).",
-    gin_files=("models/sasrec.gin",)))
+    gin_files=("models/sasrec.gin",),
+    configurables=("SASRecConfig", "make_sasrec")))
 registry.register_method(registry.MethodSpec(
     name="sasrec", family="sasrec",
     recipe="the original SASRec: pre-LN, a loss at every position",

@@ -46,7 +46,8 @@ registry.register_family(registry.FamilySpec(
     assumes="The paper's sizes in experiments/*.gin; the CPU schedules of "
     "the benchmark are narrower (2+2 layers, d_model 64).",
     needs=frozenset({registry.SEMANTIC_IDS, registry.TEXT_EMBEDDINGS}),
-    gin_files=("models/tiger.gin",)))
+    gin_files=("models/tiger.gin",),
+    configurables=("EncoderDecoderModel", "make_encoder_decoder")))
 registry.register_method(registry.MethodSpec(
     name="tiger", family="tiger", recipe="RQ-VAE semantic IDs",
     semantic_ids=_RQVAE, schedules=_SCHEDULES, anchors=(_TIGER_BEAUTY,)))
