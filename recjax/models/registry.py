@@ -92,6 +92,10 @@ class FamilySpec:
     configurables: names in the family's package that gin files may bind
       (registered as `<module>.<name>`).
     module: the family's package (default `recjax.models.<name>`).
+    claim: what recjax measured, in one line, with the baseline measured
+      beside it (test NDCG@10, all items, unless it says otherwise).
+    status: "implemented", "partial" (what is missing is in `assumes`) or
+      "planned".
   """
 
   name: str
@@ -105,6 +109,8 @@ class FamilySpec:
   gin_files: tuple[str, ...] = ()
   configurables: tuple[str, ...] = ()
   module: str = ""
+  claim: str = ""
+  status: str = "implemented"
 
   def __post_init__(self):
     if not self.module:
@@ -329,3 +335,23 @@ def resolve(dotted: str) -> Any:
     return obj
   raise ConfigError(f"{dotted!r} names nothing importable; check the "
                     "spec's factory.")
+
+
+def families_table() -> str:
+  """A markdown table of the registered families and their methods.
+
+  The README's family table is this output (a test keeps them equal):
+  family, kind, paper, what recjax implements, the measured claim, status
+  and its methods.
+  """
+  lines = ["| family | kind | paper | implemented | measured | status | "
+           "methods |", "|---|---|---|---|---|---|---|"]
+  for spec in family_specs():
+    methods = ", ".join(f"`{m}`" for m in list_methods()
+                        if _METHODS[m].family == spec.name)
+    cells = [f"`{spec.name}`", spec.kind, spec.paper or "(recjax baseline)",
+             spec.implements, spec.claim or "-", spec.status, methods]
+    lines.append("| " + " | ".join(c.replace("|", "/") for c in cells)
+                 + " |")
+  return "\n".join(lines)
+

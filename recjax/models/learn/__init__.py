@@ -13,6 +13,8 @@ __all__ = ["TRAIN_POSITIONS", "DualEncoderConfig", "DualEncoderModel",
 registry.register_family(registry.FamilySpec(
     name="learn",
     kind=registry.ITEM,
+    claim=('Office N@10 .0444 ± .0009 (`cpu_long`, 87% of SASRec), '
+           'Beauty .0286 ± .0003 (2 seeds).'),
     factory="recjax.models.learn.make_dual_encoder",
     description=(
         "Items are embedded once by a frozen language model; one causal "

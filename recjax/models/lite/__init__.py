@@ -17,6 +17,8 @@ __all__ = ["ITEM_ENCODERS", "LiteConfig", "LiteModel", "LiteModule",
 registry.register_family(registry.FamilySpec(
     name="lite",
     kind=registry.ITEM,
+    claim=('Office N@10 .0389 ± .0021 (`cpu_long`), Beauty .0374 ± .0012 '
+           '(88% of SASRec).'),
     factory="recjax.models.lite.make_lite",
     description=(
         "An item-level encoder compresses each item's text into one "

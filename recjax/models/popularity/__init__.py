@@ -10,6 +10,7 @@ __all__ = ["PopularityModel", "evaluate", "fit_run"]
 registry.register_family(registry.FamilySpec(
     name="popularity",
     kind=registry.COUNT,
+    claim=('Office N@10 .0002, Beauty .0053: the floor.'),
     factory="recjax.models.popularity.model.fit_run",
     gin_files=("models/popularity.gin",),
     description=(

@@ -29,6 +29,9 @@ _RECBOLE_OFFICE = registry.Anchor(
 registry.register_family(registry.FamilySpec(
     name="sasrec",
     kind=registry.ITEM,
+    claim=('`sasrec_recbole` Office N@10 .0509 ± .0003 (3 seeds) = '
+           "RecBole 1.2.1's .0509 on the same data; Beauty .0424 ± "
+           '.0002.'),
     factory="recjax.models.sasrec.make_sasrec",
     description=(
         "A causal self-attention encoder over the item IDs of a history; "
