@@ -279,6 +279,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--separator", default="; ")
   parser.add_argument("--batch_size", type=int, default=128)
   parser.add_argument("--force", action="store_true")
+  parser.add_argument("--verbose", action="store_true",
+                      help="show the libraries' own logs "
+                      "(TensorFlow, TFDS, XLA)")
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO)
   cfg = EmbedConfig(model_dir=args.model_dir, template=args.template,

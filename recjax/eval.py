@@ -221,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
                         choices=("best", "latest"))
     parser.add_argument("--write_predictions", action="store_true")
     parser.add_argument("--output_dir", default=None)
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the libraries' own logs "
+                        "(TensorFlow, TFDS, XLA)")
     args, rest = parser.parse_known_args(argv)
     bindings = run_lib.gin_bindings(parser, rest)
     run_lib.quiet_logging()

@@ -419,6 +419,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   parser.add_argument("--checkpoint", default="best",
                       choices=("best", "latest"))
   parser.add_argument("--batch_size", type=int, default=256)
+  parser.add_argument("--verbose", action="store_true",
+                      help="show the libraries' own logs "
+                      "(TensorFlow, TFDS, XLA)")
   args, rest = parser.parse_known_args(argv)
   bindings = run_lib.gin_bindings(parser, rest)
   run_lib.quiet_logging()

@@ -27,6 +27,7 @@ import sys
 import time
 from typing import Any
 
+from recjax.datasets import CanonicalDataset
 from recjax.datasets import stage as dataset_stage
 from recjax.errors import RecjaxError
 from recjax.models import markov
@@ -133,7 +134,55 @@ def run(out_dir: str = "runs/quickstart",
   tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
   os.replace(tmp, path)
   print(f"metrics written to {path}")
+  histories = write_example_histories(ds, out / "histories.jsonl")
+  print()
+  print(next_steps(out / "tiger", histories, out / "recs.jsonl"))
   return metrics
+
+
+def write_example_histories(ds: CanonicalDataset,
+                            path: pathlib.Path, users: int = 2,
+                            length: int = 5) -> pathlib.Path:
+  """Writes `users` example lines for `recjax.infer --histories`: the last
+  `length` items of the first users, in the dataset's original ids."""
+  lines = []
+  for u in range(min(users, ds.num_users)):
+    items = ds.sequence(u)[-length:]
+    lines.append(json.dumps({
+        "user_id": f"example_{ds.user_ids[u]}",
+        "history": [ds.items.original_ids[i] for i in items]}))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+  return path
+
+
+def _shown(path: pathlib.Path) -> str:
+  """`path` relative to the working directory when it is below it."""
+  try:
+    return str(path.absolute().relative_to(pathlib.Path.cwd()))
+  except ValueError:
+    return str(path)
+
+
+def next_steps(run: pathlib.Path, histories: pathlib.Path,
+               output: pathlib.Path) -> str:
+  """What to do with a trained run: infer, eval, curves, TensorBoard.
+
+  Every command needs only the run directory (it describes itself).
+  """
+  py = "python" if sys.prefix == sys.base_prefix else (
+      _shown(pathlib.Path(sys.executable)))
+  return "\n".join([
+      "Next steps (each command needs only the run directory):",
+      "  recommend for the users of an example histories file:",
+      f"    {py} -m recjax.infer --model_dir={_shown(run)} "
+      f"--histories={_shown(histories)} --output={_shown(output)}",
+      "  evaluate again (validation split, or --checkpoint latest):",
+      f"    {py} -m recjax.eval --model_dir={_shown(run)} "
+      "--split=validation",
+      f"  curves: {_shown(run / 'curves.png')}",
+      f"  TensorBoard: tensorboard --logdir {_shown(run / 'tensorboard')}",
+  ])
 
 
 def _strip(results: dict[str, float], prefix: str) -> dict[str, float]:
@@ -146,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", default="runs/quickstart")
   parser.add_argument("--gin", action="append", default=[],
                       metavar="NAME=VALUE", help="extra gin binding")
+  parser.add_argument("--verbose", action="store_true",
+                      help="show the libraries' own logs "
+                      "(TensorFlow, TFDS, XLA)")
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.WARNING, format="%(message)s")
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -356,6 +356,9 @@ def gin_main(fn_name: str, argv: Sequence[str] | None = None,
   parser = argparse.ArgumentParser(description=description)
   parser.add_argument("--gin_file", action="append", default=[])
   parser.add_argument("--gin_search_paths", default="")
+  parser.add_argument("--verbose", action="store_true",
+                      help="show the libraries' own logs "
+                      "(TensorFlow, TFDS, XLA)")
   args, rest = parser.parse_known_args(argv)
   bindings = gin_bindings(parser, rest)
   quiet_logging()

@@ -368,6 +368,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                       metavar="KEY=VALUE",
                       help="option of build(), value parsed as JSON")
   parser.add_argument("--force", action="store_true")
+  parser.add_argument("--verbose", action="store_true",
+                      help="show the libraries' own logs "
+                      "(TensorFlow, TFDS, XLA)")
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO)
   config = {}

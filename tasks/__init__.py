@@ -5,17 +5,22 @@ Importing this package registers the stable TIGER tasks
 without reading any file; see `tasks.tiger`.
 """
 
-from tasks import preprocessors
-from tasks import tiger
-from tasks import vocabulary
-from tasks.preprocessors import RecFeatureConverter
-from tasks.tiger import check_feature_lengths
-from tasks.tiger import default_feature_lengths
-from tasks.tiger import feature_converter
-from tasks.tiger import get_task
-from tasks.tiger import get_vocabulary
-from tasks.tiger import register_tiger_task
-from tasks.vocabulary import SemanticIdVocabulary
+from recjax import quiet
+
+# TensorFlow's import-time C++ logs go to /dev/null (recjax.quiet).
+quiet.load_task_layer()
+
+from tasks import preprocessors  # noqa: E402
+from tasks import tiger  # noqa: E402
+from tasks import vocabulary  # noqa: E402
+from tasks.preprocessors import RecFeatureConverter  # noqa: E402
+from tasks.tiger import check_feature_lengths  # noqa: E402
+from tasks.tiger import default_feature_lengths  # noqa: E402
+from tasks.tiger import feature_converter  # noqa: E402
+from tasks.tiger import get_task  # noqa: E402
+from tasks.tiger import get_vocabulary  # noqa: E402
+from tasks.tiger import register_tiger_task  # noqa: E402
+from tasks.vocabulary import SemanticIdVocabulary  # noqa: E402
 
 __all__ = [
     "RecFeatureConverter", "SemanticIdVocabulary", "check_feature_lengths",

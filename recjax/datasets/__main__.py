@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--opt", action="append", default=[],
                       metavar="KEY=VALUE",
                       help="loader/preprocessing option (repeatable)")
+  parser.add_argument("--verbose", action="store_true",
+                      help="show the libraries' own logs "
+                      "(TensorFlow, TFDS, XLA)")
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(message)s")
   kwargs = {}

@@ -35,16 +35,22 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import tensorflow_datasets as tfds
 
-from recjax import datasets
-from recjax.datasets.canonical import CanonicalDataset
-from recjax.datasets.canonical import ItemTable
-from recjax.errors import DatasetError
+from recjax import quiet
+
+quiet.load_task_layer()  # TensorFlow's import-time C++ logs: /dev/null.
+
+import tensorflow_datasets as tfds  # noqa: E402
+
+from recjax import datasets  # noqa: E402
+from recjax.datasets.canonical import CanonicalDataset  # noqa: E402
+from recjax.datasets.canonical import ItemTable  # noqa: E402
+from recjax.errors import DatasetError  # noqa: E402
 
 _VERSION = tfds.core.Version("1.0.0")
 _RELEASE_NOTES = {"1.0.0": "Leave-one-out splits with the item table."}
@@ -86,6 +92,13 @@ class _RecjaxBuilder(tfds.core.GeneratorBasedBuilder):
   def _load(self, dl_manager: tfds.download.DownloadManager
             ) -> CanonicalDataset:
     """Loads the canonical dataset this builder splits."""
+
+  def _log_download_bytes(self) -> None:
+    # TFDS prints a banner with "Unknown size" here; nothing is downloaded.
+    logging.info("Preparing %s in %s.", self.name, self.data_dir)
+
+  def _log_download_done(self) -> None:
+    logging.info("Prepared %s in %s.", self.name, self.data_dir)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
