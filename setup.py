@@ -44,9 +44,11 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=setuptools.find_packages(include=["recjax", "recjax.*",
-                                               "tasks", "tasks.*"]),
-    package_data={"recjax": ["py.typed"]},
+    # `recjax/tasks` and `recjax/gin_configs` link to the repository's
+    # top-level `tasks/` and `gin_configs/`: the wheel installs them under
+    # the recjax namespace (no top-level `tasks` package to collide with).
+    packages=setuptools.find_packages(include=["recjax", "recjax.*"]),
+    package_data={"recjax": ["py.typed", "gin_configs/*/*.gin"]},
     install_requires=_RUNTIME,
     extras_require={"test": _TEST, "bench": _BENCH},
 )

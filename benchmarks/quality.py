@@ -175,7 +175,7 @@ class Bench:
   def bundle(self, data: pipeline.DataSource, method: str, seed: int,
              out_dir: pathlib.Path) -> tuple[pathlib.Path, list[str]]:
     """A generative cell packed for `benchmarks/device_quality.py`."""
-    from tasks import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
+    from recjax.tasks import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
     spec = registry.get_method(method)
     task = self.work.task(method, data, seed)
     _, schedule_file = spec.schedule_file("full")

@@ -48,11 +48,11 @@ def unpack_bundle(path: str | os.PathLike[str],
       tar.extractall(dest, filter="data")
   except (tarfile.TarError, OSError) as e:
     raise ConfigError(f"{path} is not a readable bundle ({e}); rebuild it "
-                      "with python -m tasks.bundle.") from e
+                      "with python -m recjax.tasks.bundle.") from e
   info_path = dest / INFO_FILE
   if not info_path.is_file():
     raise ConfigError(f"{path} has no {INFO_FILE}; rebuild it with "
-                      "python -m tasks.bundle.")
+                      "python -m recjax.tasks.bundle.")
   info = json.loads(info_path.read_text(encoding="utf-8"))
   if info.get("format_version") != FORMAT_VERSION:
     raise ConfigError(f"{path} has bundle format "

@@ -48,7 +48,16 @@ GIN_ALIASES: dict[tuple[str, str], str] = {
     ("recjax.dual_encoder", "make_dual_encoder"): "recjax.models.learn",
     ("recjax.lite", "LiteConfig"): "recjax.models.lite",
     ("recjax.lite", "make_lite"): "recjax.models.lite",
+    ("tasks.tiger", "register_tiger_task"): "recjax.tasks.tiger",
+    ("tasks.preprocessors", "RecFeatureConverter"):
+        "recjax.tasks.preprocessors",
+    ("tasks.materialize", "materialize"): "recjax.tasks.materialize",
 }
+
+# Submodules of the task layer, importable under the old top-level name
+# `tasks` (a checkout only; the wheel installs `recjax.tasks`).
+TASK_SUBMODULES = ("preprocessors", "tiger", "vocabulary", "materialize",
+                   "bundle")
 
 
 def warn_moved(old: str, new: str, stacklevel: int = 3) -> None:

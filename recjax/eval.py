@@ -122,7 +122,7 @@ def register_run_task(desc: Mapping[str, Any]) -> None:
   task = desc["inputs"].get("tiger_task")
   if not task:
     return
-  import tasks  # pylint: disable=g-import-not-at-top
+  from recjax import tasks  # pylint: disable=g-import-not-at-top
   kwargs = dict(task)
   name, tfds_name = kwargs.pop("name"), kwargs.pop("tfds_name")
   tasks.register_tiger_task(name, tfds_name, **kwargs)

@@ -51,9 +51,9 @@ _CONFIGURABLES: dict[str, tuple[str, ...]] = {
     "recjax.partitioning": ("DistributedConfig",),
     # tasks
     "recjax.numpy_batches": ("NumpyBatches",),
-    "tasks.tiger": ("register_tiger_task",),
-    "tasks.preprocessors": ("RecFeatureConverter",),
-    "tasks.materialize": ("materialize",),
+    "recjax.tasks.tiger": ("register_tiger_task",),
+    "recjax.tasks.preprocessors": ("RecFeatureConverter",),
+    "recjax.tasks.materialize": ("materialize",),
 }
 
 # Top-level packages whose absence only disables the task layer.
@@ -89,7 +89,12 @@ def register_all() -> None:
     register_family(spec)
   # Names from before the model families moved into recjax.models.
   for (old_module, name), new_module in deprecation.GIN_ALIASES.items():
-    fn = getattr(importlib.import_module(new_module), name)
+    try:
+      fn = getattr(importlib.import_module(new_module), name)
+    except ModuleNotFoundError as e:  # The task layer, without TensorFlow.
+      if e.name and e.name.split(".")[0] in _OPTIONAL_DEPENDENCIES:
+        continue
+      raise
     gin.external_configurable(
         deprecation.deprecated_configurable(
             fn, f"{old_module}.{name}", f"{new_module}.{name}"),
@@ -127,9 +132,10 @@ class _QuietIncludes(logging.Filter):
 
 
 def default_search_paths() -> list[str]:
-  """The repository's `gin_configs/` directory (holding models/, runs/...)."""
+  """The installed `recjax/gin_configs/` (models/, runs/, ...): package data
+  of the wheel, the repository's top-level `gin_configs/` in a checkout."""
   here = os.path.dirname(os.path.abspath(__file__))
-  return [os.path.join(os.path.dirname(here), "gin_configs")]
+  return [os.path.join(here, "gin_configs")]
 
 
 def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),

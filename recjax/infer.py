@@ -356,7 +356,7 @@ def infer_run(model_dir: str, output: str, histories: str | None = None,
           num_decodes=num_decodes, exclude_seen=not keep_history))
       batches = _item_batches(requests, data.max_length, batch_size)
     else:
-      import tasks  # pylint: disable=g-import-not-at-top
+      from recjax import tasks  # pylint: disable=g-import-not-at-top
       inputs = desc["inputs"]
       task = tasks.tiger.get_config(inputs["task"])
       vocab = inputs["vocabulary"]

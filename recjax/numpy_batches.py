@@ -85,8 +85,8 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
   path = pathlib.Path(directory) / MANIFEST_FILE
   if not path.exists():
     raise ConfigError(f"{path} does not exist; materialise the task first "
-                      "(python -m tasks.materialize --task ... --split ... "
-                      f"--out {directory}).")
+                      "(python -m recjax.tasks.materialize --task ... "
+                      f"--split ... --out {directory}).")
   try:
     with open(path, encoding="utf-8") as f:
       manifest = json.load(f)

@@ -192,7 +192,7 @@ class Workspace:
   def task(self, method: str, data: DataSource, seed: int,
            schedule: str = "cpu") -> str:
     """Registers the SeqIO task of a generative run; returns its name."""
-    import tasks  # pylint: disable=g-import-not-at-top
+    from recjax import tasks  # pylint: disable=g-import-not-at-top
     from recjax.datasets import tfds_builders  # pylint: disable=g-import-not-at-top
     spec = registry.get_method(method)
     sid = self.semantic_ids(method, data, seed, schedule)

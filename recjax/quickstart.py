@@ -87,8 +87,8 @@ def run(out_dir: str = "runs/quickstart",
   # The task layer (TensorFlow, SeqIO) is needed from here on.
   import gin  # pylint: disable=g-import-not-at-top
 
-  import tasks  # pylint: disable=g-import-not-at-top
   from recjax import gin_utils  # pylint: disable=g-import-not-at-top
+  from recjax import tasks  # pylint: disable=g-import-not-at-top
   tasks.register_tiger_task(
       TASK, "recjax_movielens100k", str(out / "semantic_ids"),
       data_dir=str(out / "tfds"),

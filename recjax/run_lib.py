@@ -55,7 +55,7 @@ class DatasetConfig:
     shuffle: shuffle (training).
     seed: shuffle seed.
     numpy_dir: materialised batches to read instead of the task (hosts
-      without TensorFlow); see `python -m tasks.materialize`.
+      without TensorFlow); see `python -m recjax.tasks.materialize`.
   """
 
   mixture_or_task_name: str | None = None
@@ -83,8 +83,8 @@ def materialized_dir(cfg: DatasetConfig, cache_root: str | os.PathLike[str]
     name += f"-p{jax.process_index()}"
   out = pathlib.Path(cache_root) / name
   # Imported here: the task layer needs TensorFlow and SeqIO.
-  import tasks  # pylint: disable=g-import-not-at-top
-  from tasks import materialize  # pylint: disable=g-import-not-at-top
+  from recjax import tasks  # pylint: disable=g-import-not-at-top
+  from recjax.tasks import materialize  # pylint: disable=g-import-not-at-top
   del tasks
   materialize.materialize(cfg.mixture_or_task_name, cfg.split, out,
                           feature_lengths=cfg.task_feature_lengths)
@@ -150,7 +150,7 @@ def load_semantic_ids(batches_dir: str | os.PathLike[str],
   vocab = manifest.get("vocabulary", {})
   layout_desc = vocab.get("layout") or {}
   if semantic_ids_dir is None:
-    import tasks  # pylint: disable=g-import-not-at-top
+    from recjax import tasks  # pylint: disable=g-import-not-at-top
     task = manifest.get("task")
     codes = np.asarray(tasks.get_vocabulary(task).codes)
   else:

@@ -151,7 +151,7 @@ def generative_inputs(cfg: run_lib.DatasetConfig, ids: run_lib.SemanticIds,
       "vocabulary": {**ids.layout.describe(),
                      "fingerprint": ids.fingerprint}}
   if cfg.mixture_or_task_name and not cfg.numpy_dir:
-    import tasks  # pylint: disable=g-import-not-at-top
+    from recjax import tasks  # pylint: disable=g-import-not-at-top
     try:
       config = tasks.tiger.get_config(cfg.mixture_or_task_name)
     except ConfigError:

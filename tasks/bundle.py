@@ -28,7 +28,7 @@ accelerator machine within a time budget. The archive is written
 atomically (a temporary file renamed into place), so a failed run leaves no
 half-written bundle.
 
-  python -m tasks.bundle --task NAME --out runs/bundles/NAME.tar.gz
+  python -m recjax.tasks.bundle --task NAME --out runs/bundles/NAME.tar.gz
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ from recjax.bundles import GIN_FILE
 from recjax.bundles import INFO_FILE
 from recjax.bundles import SITE_DIR
 from recjax.errors import ConfigError
-from tasks import materialize as materialize_lib
-from tasks import tiger
+from recjax.tasks import materialize as materialize_lib
+from recjax.tasks import tiger
 
 SPLITS = ("train", "validation", "test")
 
@@ -143,14 +143,14 @@ def make_bundle(task_name: str, out_path: str | os.PathLike[str], *,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  """`python -m tasks.bundle --task T --out FILE.tar.gz`."""
+  """`python -m recjax.tasks.bundle --task T --out FILE.tar.gz`."""
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--task", required=True)
   parser.add_argument("--out", required=True)
   parser.add_argument("--no_gin", action="store_true",
                       help="do not pack the gin-config package")
   args = parser.parse_args(argv)
-  import tasks  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from recjax import tasks  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   out = make_bundle(args.task, args.out, include_gin=not args.no_gin)
   print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB")
 

@@ -9,7 +9,7 @@ directory appears complete or not at all. Re-running with the same inputs
 is a no-op. `recjax.numpy_batches.NumpyBatches` reads it back without
 TensorFlow:
 
-  python -m tasks.materialize --task tiger_amazon_office --split train \
+  python -m recjax.tasks.materialize --task tiger_amazon_office --split train \
       --out runs/batches/office/train
 
 Validation and test splits of TIGER tasks also get `seen_items` (int32
@@ -37,8 +37,8 @@ from recjax import evaluation
 from recjax import numpy_batches
 from recjax.errors import ConfigError
 from recjax.io_utils import atomic_directory
-from tasks import tiger
-from tasks.vocabulary import SemanticIdVocabulary
+from recjax.tasks import tiger
+from recjax.tasks.vocabulary import SemanticIdVocabulary
 
 _CHUNK = 1024
 SEEN_ITEMS = evaluation.SEEN_ITEMS
@@ -183,7 +183,7 @@ def _is_tiger(task_name: str) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  """`python -m tasks.materialize --task T --split S --out DIR`."""
+  """`python -m recjax.tasks.materialize --task T --split S --out DIR`."""
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--task", required=True)
   parser.add_argument("--split", required=True)
@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--targets_length", type=int, default=None)
   parser.add_argument("--force", action="store_true")
   args = parser.parse_args(argv)
-  import tasks  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from recjax import tasks  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   lengths = None
   if args.inputs_length or args.targets_length:
     lengths = dict(tiger.default_feature_lengths(args.task))

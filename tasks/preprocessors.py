@@ -24,8 +24,8 @@ import seqio
 import tensorflow as tf
 
 from recjax.errors import ConfigError
+from recjax.tasks.vocabulary import SemanticIdVocabulary
 from recjax.tokens import NO_ITEM
-from tasks.vocabulary import SemanticIdVocabulary
 
 IS_TRAIN = "is_train"
 PASSTHROUGH_FEATURES = ("target_item", "user_index", "history_items")

@@ -53,9 +53,9 @@ import tensorflow_datasets as tfds
 from recjax import metrics as metrics_lib
 from recjax.datasets import tfds_builders  # noqa: F401  (registers builders)
 from recjax.errors import ConfigError
-from tasks import preprocessors as prep
-from tasks import vocabulary as vocab_lib
-from tasks.vocabulary import SemanticIdVocabulary
+from recjax.tasks import preprocessors as prep
+from recjax.tasks import vocabulary as vocab_lib
+from recjax.tasks.vocabulary import SemanticIdVocabulary
 
 SPLITS = ("train", "validation", "test")
 TRAIN_SPLIT = "train"

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import tiny_semantic_ids
 
-import tasks
 from recjax import bundles
 from recjax import gin_utils
+from recjax import tasks
 from recjax.errors import ConfigError
-from tasks import bundle as bundle_lib
+from recjax.tasks import bundle as bundle_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SIZES = (4, 4, 4)

@@ -35,8 +35,8 @@ def _keys(config_text: str) -> set[str]:
 @pytest.fixture(scope="module")
 def tiny_task(tmp_path_factory):
   """A registered tiny TIGER task, materialised once."""
-  import tasks  # pylint: disable=g-import-not-at-top
-  from tasks import materialize  # pylint: disable=g-import-not-at-top
+  from recjax import tasks  # pylint: disable=g-import-not-at-top
+  from recjax.tasks import materialize  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp("gin_configs")
   sem = tiny_semantic_ids.write_random_codes(root / "semantic_ids", (4, 4, 4),
                                              60, num_user_buckets=10)

@@ -8,10 +8,10 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 seqio = pytest.importorskip("seqio")
 
-import tasks  # noqa: E402
 from recjax import numpy_batches  # noqa: E402
+from recjax import tasks  # noqa: E402
 from recjax.errors import ConfigError  # noqa: E402
-from tasks import materialize as mat  # noqa: E402
+from recjax.tasks import materialize as mat  # noqa: E402
 
 NAME = "tiger_test_materialize"
 SIZES = (8, 8, 4)

@@ -7,9 +7,9 @@ tf = pytest.importorskip("tensorflow")
 
 from recjax import datasets  # noqa: E402
 from recjax.errors import ConfigError  # noqa: E402
+from recjax.tasks import preprocessors as prep  # noqa: E402
+from recjax.tasks.vocabulary import SemanticIdVocabulary  # noqa: E402
 from recjax.tokens import SemanticIdLayout  # noqa: E402
-from tasks import preprocessors as prep  # noqa: E402
-from tasks.vocabulary import SemanticIdVocabulary  # noqa: E402
 
 NUM_ITEMS = 60
 LEVELS = 3

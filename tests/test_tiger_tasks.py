@@ -6,11 +6,11 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 seqio = pytest.importorskip("seqio")
 
-import tasks  # noqa: E402
 from recjax import datasets  # noqa: E402
 from recjax import metrics  # noqa: E402
+from recjax import tasks  # noqa: E402
 from recjax.errors import ConfigError  # noqa: E402
-from tasks import tiger  # noqa: E402
+from recjax.tasks import tiger  # noqa: E402
 
 NUM_ITEMS = 60
 SIZES = (8, 8, 4)

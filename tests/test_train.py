@@ -32,7 +32,7 @@ def _write_task(root: pathlib.Path, name: str) -> pathlib.Path:
   sem = tiny_semantic_ids.write_random_codes(root / "semantic_ids", SIZES,
                                              60, num_user_buckets=10)
   (root / f"{name}_module.py").write_text(textwrap.dedent(f"""
-      import tasks
+      from recjax import tasks
       tasks.register_tiger_task(
           {name!r}, "recjax_synthetic/tiny", {str(sem)!r},
           data_dir={str(root / 'tfds')!r}, max_history=5,

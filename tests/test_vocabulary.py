@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 tf = pytest.importorskip("tensorflow")
 
 from recjax.errors import ConfigError  # noqa: E402
+from recjax.tasks import vocabulary as vocab_lib  # noqa: E402
+from recjax.tasks.vocabulary import SemanticIdVocabulary  # noqa: E402
 from recjax.tokens import SemanticIdLayout  # noqa: E402
-from tasks import vocabulary as vocab_lib  # noqa: E402
-from tasks.vocabulary import SemanticIdVocabulary  # noqa: E402
 
 
 def _vocab(codes=((0, 1), (3, 2), (1, 1)), sizes=(4, 4), buckets=10):
