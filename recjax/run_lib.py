@@ -173,20 +173,42 @@ def load_semantic_ids(batches_dir: str | os.PathLike[str],
                      fingerprint=fingerprint)
 
 
-def model_meta(model: BaseModel, ids: SemanticIds) -> dict[str, Any]:
-  """The model/vocabulary description stored with checkpoints."""
+def model_meta(model: BaseModel,
+               vocabulary: SemanticIds | Mapping[str, Any],
+               **description: Any) -> dict[str, Any]:
+  """What a checkpoint must match: the model and its vocabulary.
+
+  One description for every family: the model's class and the fields of
+  its config dataclass (`model.config`, else `model.module.config`), plus
+  the vocabulary the model reads (a generative run's token layout and
+  semantic-ID fingerprint, an item-level run's catalog). `Checkpointer`
+  refuses a checkpoint whose description differs.
+
+  Args:
+    model: the model.
+    vocabulary: the run's `SemanticIds`, or a dict describing the catalog.
+    **description: more entries of the model's description (e.g. the
+      checksum of frozen item embeddings).
+
+  Returns:
+    `{"model": ..., "vocabulary": ...}` plus the config's defaults.
+  """
   desc: dict[str, Any] = {"class": type(model).__name__}
   meta: dict[str, Any] = {}
-  module = getattr(model, "module", None)
-  if module is not None and dataclasses.is_dataclass(module.config):
-    cfg = dataclasses.asdict(module.config)
-    cfg["dtype"] = str(cfg.get("dtype"))
+  config = getattr(model, "config", None)
+  if not dataclasses.is_dataclass(config):
+    config = getattr(getattr(model, "module", None), "config", None)
+  if dataclasses.is_dataclass(config):
+    cfg = dataclasses.asdict(config)
+    if "dtype" in cfg:
+      cfg["dtype"] = str(cfg["dtype"])
     desc["network"] = cfg
-    meta.update(checkpoints.network_defaults_meta(module.config))
-  meta.update({"model": desc,
-               "vocabulary": {**ids.layout.describe(),
-                              "fingerprint": ids.fingerprint}})
-  return meta
+    meta.update(checkpoints.network_defaults_meta(config))
+  desc.update(description)
+  if isinstance(vocabulary, SemanticIds):
+    vocabulary = {**vocabulary.layout.describe(),
+                  "fingerprint": vocabulary.fingerprint}
+  return {**meta, "model": desc, "vocabulary": dict(vocabulary)}
 
 
 def json_ready(config: Any) -> Any:

@@ -32,7 +32,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from recjax import checkpoints
 from recjax import embed
 from recjax import item_sequences
 from recjax import partitioning
@@ -82,22 +81,16 @@ def load_item_embeddings(embeddings_dir: str, dataset: CanonicalDataset
 
 
 def model_meta(model: ItemModel, dataset: CanonicalDataset,
-                data: ItemDataConfig,
-                item_embeddings: np.ndarray | None) -> dict[str, Any]:
-  """What a checkpoint must match: the network and the catalog."""
-  desc: dict[str, Any] = {"class": type(model).__name__}
-  meta: dict[str, Any] = {}
-  config = getattr(model, "config", None)
-  if dataclasses.is_dataclass(config):
-    desc["network"] = dataclasses.asdict(config)
-    meta.update(checkpoints.network_defaults_meta(config))
-  if item_embeddings is not None:
-    desc["item_embeddings"] = embed.array_checksum(item_embeddings)
-  return {**meta, "model": desc,
-          "vocabulary": {"dataset": dataset.name,
-                         "num_items": dataset.num_items,
-                         "fingerprint": dataset.fingerprint(),
-                         "max_length": data.max_length}}
+               data: ItemDataConfig,
+               item_embeddings: np.ndarray | None) -> dict[str, Any]:
+  """`run_lib.model_meta` of an item-level run: the catalog and history
+  length are its vocabulary."""
+  extra = ({} if item_embeddings is None else
+           {"item_embeddings": embed.array_checksum(item_embeddings)})
+  return run_lib.model_meta(
+      model, {"dataset": dataset.name, "num_items": dataset.num_items,
+              "fingerprint": dataset.fingerprint(),
+              "max_length": data.max_length}, **extra)
 
 
 def item_inputs(data: ItemDataConfig, dataset: CanonicalDataset,
