@@ -26,8 +26,8 @@ import sys
 import jax
 
 from recjax import checkpoints
+from recjax import evaluation
 from recjax import io_utils
-from recjax import retrieval
 from recjax import run_lib
 from recjax import train_items
 from recjax.evaluation import EvalConfig
@@ -90,7 +90,7 @@ def evaluate_items(*, model_dir: str,
   finally:
     ckpt.close()
   params = jax.tree.map(jax.numpy.asarray, params)
-  evaluator = retrieval.ItemRankingEvaluator(model, eval_config)
+  evaluator = evaluation.RankingEvaluator(model, config=eval_config)
   every, unseen = evaluator.predict_both(params, batches)
   results: dict[str, float] = {"step": float(step)}
   out = pathlib.Path(output_dir or model_dir)

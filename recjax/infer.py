@@ -37,7 +37,6 @@ import numpy as np
 
 from recjax import checkpoints
 from recjax import evaluation
-from recjax import retrieval
 from recjax import run_lib
 from recjax.datasets import canonical
 from recjax.datasets import splits as splits_lib
@@ -352,8 +351,9 @@ def infer_run(model_dir: str, output: str, histories: str | None = None,
       requests = (read_histories(histories, ds) if histories else
                   split_requests(ds, split))
       catalog = ds.items.original_ids
-      evaluator = retrieval.ItemRankingEvaluator(model, evaluation.EvalConfig(
-          num_decodes=num_decodes, exclude_seen=not keep_history))
+      evaluator = evaluation.RankingEvaluator(
+          model, config=evaluation.EvalConfig(
+              num_decodes=num_decodes, exclude_seen=not keep_history))
       batches = _item_batches(requests, data.max_length, batch_size)
     else:
       from recjax import tasks  # pylint: disable=g-import-not-at-top

@@ -33,9 +33,9 @@ import jax
 import numpy as np
 
 from recjax import embed
+from recjax import evaluation
 from recjax import item_sequences
 from recjax import partitioning
-from recjax import retrieval
 from recjax import run_lib
 from recjax import trainer as trainer_lib
 from recjax.datasets import CanonicalDataset
@@ -218,7 +218,7 @@ def train_items(model_dir: str,
   describe = lambda: run_lib.describe_run(
       model_dir, kind="item", entry="recjax.train_items.train_items",
       model=model, inputs=inputs)
-  evaluator = retrieval.ItemRankingEvaluator(model, eval_config)
+  evaluator = evaluation.RankingEvaluator(model, config=eval_config)
   validation = item_data.eval_batches("validation")
   if dry_run:
     return None

@@ -118,3 +118,16 @@ def test_predict_keeps_unmasked_rows_in_order(setup):
   assert doubled == pytest.approx(single)
   empty = evaluator.predict(params, [])
   assert empty.items.shape == (0, 10) and evaluator.metrics(empty) == {}
+
+
+def test_both_policies_equal_two_evaluations(setup):
+  """`evaluate_both` of a generative model: the two beam searches."""
+  _, params, _, batch = setup
+  both = _evaluator(setup, False, 5).evaluate_both(params, [batch])
+  every = _evaluator(setup, False, 5).evaluate(params, [batch])
+  excl = _evaluator(setup, True, 5).evaluate(params, [batch])
+  assert {k[len("test/"):]: v for k, v in both.items()
+          if k.startswith("test/")} == pytest.approx(every)
+  assert {k[len("test_excl/"):]: v for k, v in both.items()
+          if k.startswith("test_excl/")} == pytest.approx(excl)
+  assert every != excl

@@ -5,9 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from recjax import evaluation
 from recjax import item_sequences
 from recjax import metrics as metrics_lib
 from recjax import retrieval
+from recjax.errors import ConfigError
 from recjax.evaluation import EvalConfig
 from recjax.models import base as item_models
 
@@ -70,7 +72,7 @@ def _reference(table, arrays, k, exclude):
 def test_evaluate_matches_brute_force_over_real_rows(setup, exclude):
   model, params, arrays, batches = setup
   cfg = EvalConfig(num_decodes=5, exclude_seen=exclude, ks=(1, 3, 5))
-  got = retrieval.ItemRankingEvaluator(model, cfg).evaluate(params, batches)
+  got = evaluation.RankingEvaluator(model, config=cfg).evaluate(params, batches)
   want = metrics_lib.ranking_metrics(
       _reference(params["table"], arrays, 5, exclude), arrays["target_item"],
       ks=(1, 3, 5), num_items=N)
@@ -80,8 +82,8 @@ def test_evaluate_matches_brute_force_over_real_rows(setup, exclude):
 
 def test_exclusion_never_returns_a_seen_item(setup):
   model, params, arrays, _ = setup
-  ev = retrieval.ItemRankingEvaluator(
-      model, EvalConfig(num_decodes=5, exclude_seen=True))
+  ev = evaluation.RankingEvaluator(
+      model, config=EvalConfig(num_decodes=5, exclude_seen=True))
   items, _ = ev.recommend(params, arrays)
   for row, hist in zip(items, arrays["history_items"]):
     real = row[row >= 0]
@@ -96,12 +98,12 @@ def test_exclusion_never_returns_a_seen_item(setup):
 def test_evaluate_both_equals_the_two_policies(setup):
   model, params, _, batches = setup
   cfg = EvalConfig(num_decodes=20, ks=(1, 5, 10, 20))  # 20 > N: capped
-  both = retrieval.ItemRankingEvaluator(model, cfg).evaluate_both(
+  both = evaluation.RankingEvaluator(model, config=cfg).evaluate_both(
       params, batches)
-  every = retrieval.ItemRankingEvaluator(model, cfg).evaluate(params,
-                                                              batches)
-  excl = retrieval.ItemRankingEvaluator(
-      model, EvalConfig(num_decodes=20, exclude_seen=True,
+  every = evaluation.RankingEvaluator(model, config=cfg).evaluate(
+      params, batches)
+  excl = evaluation.RankingEvaluator(
+      model, config=EvalConfig(num_decodes=20, exclude_seen=True,
                         ks=(1, 5, 10, 20))).evaluate(params, batches)
   assert {k[len("test/"):]: v for k, v in both.items()
           if k.startswith("test/")} == pytest.approx(every)
@@ -109,3 +111,25 @@ def test_evaluate_both_equals_the_two_policies(setup):
           if k.startswith("test_excl/")} == pytest.approx(excl)
   assert "recall@20" not in every and every["recall@5"] <= 1.0
   assert excl["invalid_rate"] > 0  # users 3 and 4 have < 9 unseen items
+
+
+def test_old_name_warns_and_builds_the_one_evaluator(setup):
+  model, _, _, _ = setup
+  with pytest.warns(FutureWarning,
+                    match="recjax.retrieval.ItemRankingEvaluator moved to "
+                    "recjax.evaluation.RankingEvaluator"):
+    ev = retrieval.ItemRankingEvaluator(model, EvalConfig(num_decodes=3))
+  assert isinstance(ev, evaluation.RankingEvaluator)
+
+
+def test_a_generative_model_needs_the_trie():
+  from recjax import network  # pylint: disable=g-import-not-at-top
+  from recjax.models import tiger  # pylint: disable=g-import-not-at-top
+  from recjax.tokens import SemanticIdLayout  # pylint: disable=g-import-not-at-top
+  layout = SemanticIdLayout((4, 4))
+  model = tiger.make_encoder_decoder(layout, network.TransformerConfig(
+      emb_dim=8, num_heads=1, head_dim=8, num_encoder_layers=1,
+      num_decoder_layers=1, mlp_dim=8))
+  with pytest.raises(ConfigError, match=r"EncoderDecoderModel generates "
+                     r"semantic IDs: pass the catalog trie"):
+    evaluation.RankingEvaluator(model)

@@ -8,9 +8,9 @@ import optax
 import pytest
 
 from recjax import datasets
+from recjax import evaluation
 from recjax import item_sequences
 from recjax import partitioning
-from recjax import retrieval
 from recjax.errors import ConfigError
 from recjax.evaluation import EvalConfig
 from recjax.models import sasrec as sequential
@@ -278,8 +278,8 @@ def test_learns_a_deterministic_successor_pattern():
   batches = [src.batch(s) for s in range(100)]
   stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
   params, _ = steps(params, tx.init(params), stacked)
-  evaluator = retrieval.ItemRankingEvaluator(
-      model, EvalConfig(num_decodes=5, ks=(1, 5)))
+  evaluator = evaluation.RankingEvaluator(
+      model, config=EvalConfig(num_decodes=5, ks=(1, 5)))
   test = item_sequences.EvalBatches(
       item_sequences.eval_arrays(splits["test"], 8), 64)
   metrics = evaluator.evaluate(params, test)
