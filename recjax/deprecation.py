@@ -36,6 +36,9 @@ MOVED_ATTRIBUTES: dict[tuple[str, str], str] = {
     ("recjax.dual_encoder", "l2_normalize"): "recjax.models.losses",
     ("recjax.dual_encoder", "in_batch_softmax_loss"): "recjax.models.losses",
     ("recjax.run_lib", "make_encoder_decoder"): "recjax.models.tiger",
+    ("recjax.sequential", "Block"): "recjax.models.layers",
+    ("recjax.sequential", "CausalSelfAttention"): "recjax.models.layers",
+    ("recjax.sequential", "FeedForward"): "recjax.models.layers",
 }
 
 # Old gin names (module, name) -> the new module that registers the name.

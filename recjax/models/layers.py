@@ -1,8 +1,12 @@
 """Layers shared by the item-level families.
 
-* `CausalTransformer`: a pre-LN causal Transformer over item vectors with
-  learned positions counted from each row's first real item (LEARN, LITE;
-  the next families' sequence encoder);
+* `Block` (with `CausalSelfAttention`, `FeedForward`, `causal_bias`): the
+  causal Transformer block of the sequence encoders, pre-LN or post-LN
+  (SASRec's, bit for bit; new families such as code-embedding models build
+  their encoder from it), configured by a `BlockConfig`-shaped object;
+* `CausalTransformer`: LEARN's and LITE's stack over item vectors with
+  learned positions counted from each row's first real item (its blocks
+  keep the parameter names of their recorded checkpoints);
 * `check_tower_sizes`: the hyper-parameter checks of such a stack;
 * `check_item_embeddings`: the frozen item-text table an input layer reads
   (LEARN's towers, LITE's frozen item encoder).
@@ -13,13 +17,16 @@ row or an evaluation history of its own: with the causal mask, the output
 at training position `j` is exactly what inference computes for the history
 ending at `j`.
 
-SASRec keeps its own block (`recjax.models.sasrec`), whose parameter names
-its recorded checkpoints carry. No TensorFlow.
+No TensorFlow.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -29,6 +36,150 @@ import numpy as np
 from recjax.errors import ConfigError
 
 Array = jax.Array
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "relu": jax.nn.relu,
+}
+
+# Additive attention bias of masked keys (the softmax is in float32).
+_NEG_INF = -1e10
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockConfig:
+  """The fields `Block` reads (any config object with them will do).
+
+  Attributes:
+    hidden_dim: model width.
+    num_heads: attention heads (`hidden_dim` must divide evenly).
+    mlp_dim: hidden width of the position-wise FFN.
+    dropout_rate: dropout on the sub-block outputs (and, pre-LN, the FFN).
+    attention_dropout_rate: dropout on the attention weights.
+    activation: FFN activation, a key of `ACTIVATIONS`.
+    layer_norm_epsilon: LayerNorm epsilon.
+    init_std: std of the normal initialisation of the kernels.
+    norm: "pre" or "post" LayerNorm.
+  """
+
+  hidden_dim: int = 64
+  num_heads: int = 2
+  mlp_dim: int = 256
+  dropout_rate: float = 0.1
+  attention_dropout_rate: float = 0.1
+  activation: str = "gelu"
+  layer_norm_epsilon: float = 1e-8
+  init_std: float = 0.02
+  norm: str = "pre"
+
+
+def causal_bias(valid: Array) -> Array:
+  """Additive bias `[batch, 1, length, length]` of causal self-attention
+  over the real (`valid`) positions of right-aligned rows."""
+  length = valid.shape[-1]
+  causal = jnp.tril(jnp.ones((length, length), bool))
+  allowed = causal[None] & valid[:, None, :]
+  return jnp.where(allowed, 0.0, _NEG_INF)[:, None].astype(jnp.float32)
+
+
+def init_normal(std: float, names: tuple[str, ...]) -> Callable[..., Array]:
+  """normal(std) initialisation with logical axis names."""
+  return nn.with_logical_partitioning(nn.initializers.normal(std), names)
+
+
+def _zeros(names: tuple[str, ...]) -> Callable[..., Array]:
+  """Zero initialisation with logical axis names."""
+  return nn.with_logical_partitioning(nn.initializers.zeros, names)
+
+
+def layer_norm(cfg: Any, name: str) -> nn.LayerNorm:
+  """LayerNorm with `cfg.layer_norm_epsilon` over the `embed` axis."""
+  return nn.LayerNorm(
+      epsilon=cfg.layer_norm_epsilon, name=name,
+      scale_init=nn.with_logical_partitioning(nn.initializers.ones,
+                                              ("embed",)),
+      bias_init=_zeros(("embed",)))
+
+
+class CausalSelfAttention(nn.Module):
+  """Multi-head causal self-attention with a key-padding bias."""
+
+  config: Any
+
+  @nn.compact
+  def __call__(self, x: Array, bias: Array, deterministic: bool) -> Array:
+    """Attends `x` `[b, l, d]` with additive `bias` `[b, 1, l, l]`."""
+    cfg = self.config
+    heads, head_dim = cfg.num_heads, cfg.hidden_dim // cfg.num_heads
+
+    def proj(name: str) -> Array:
+      return nn.DenseGeneral(
+          (heads, head_dim), axis=-1, name=name,
+          kernel_init=init_normal(cfg.init_std, ("embed", "heads", "kv")),
+          bias_init=_zeros(("heads", "kv")))(x)
+
+    q, k, v = proj("query"), proj("key"), proj("value")
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(head_dim)
+    weights = jax.nn.softmax(logits.astype(jnp.float32) + bias, axis=-1)
+    weights = nn.Dropout(cfg.attention_dropout_rate)(
+        weights, deterministic=deterministic)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    return nn.DenseGeneral(
+        cfg.hidden_dim, axis=(-2, -1), name="out",
+        kernel_init=init_normal(cfg.init_std, ("heads", "kv", "embed")),
+        bias_init=_zeros(("embed",)))(out)
+
+
+class FeedForward(nn.Module):
+  """Position-wise FFN: Dense -> activation (-> dropout) -> Dense."""
+
+  config: Any
+
+  @nn.compact
+  def __call__(self, x: Array, deterministic: bool) -> Array:
+    cfg = self.config
+    h = nn.Dense(cfg.mlp_dim, name="wi",
+                 kernel_init=init_normal(cfg.init_std, ("embed", "mlp")),
+                 bias_init=_zeros(("mlp",)))(x)
+    h = ACTIVATIONS[cfg.activation](h)
+    if cfg.norm == "pre":  # RecBole's (post-LN) FFN has no inner dropout.
+      h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
+    return nn.Dense(cfg.hidden_dim, name="wo",
+                    kernel_init=init_normal(cfg.init_std, ("mlp", "embed")),
+                    bias_init=_zeros(("embed",)))(h)
+
+
+class Block(nn.Module):
+  """A pre-LN (or, with `norm="post"`, post-LN) causal Transformer block.
+
+  The shared block of the item-level sequence encoders (SASRec's; the
+  code-embedding and side-information families build on it). `config` is
+  any object with the fields of `BlockConfig` (e.g. `SASRecConfig`);
+  parameters are named `attention/{query,key,value,out}`, `mlp/{wi,wo}`
+  and `{pre,post}_{attention,mlp}_norm`.
+  """
+
+  config: Any
+
+  @nn.compact
+  def __call__(self, x: Array, bias: Array, deterministic: bool) -> Array:
+    cfg = self.config
+    drop = nn.Dropout(cfg.dropout_rate)
+    if cfg.norm == "post":
+      h = CausalSelfAttention(cfg, name="attention")(x, bias, deterministic)
+      x = layer_norm(cfg, "post_attention_norm")(
+          x + drop(h, deterministic=deterministic))
+      h = FeedForward(cfg, name="mlp")(x, deterministic)
+      return layer_norm(cfg, "post_mlp_norm")(
+          x + drop(h, deterministic=deterministic))
+    h = CausalSelfAttention(cfg, name="attention")(
+        layer_norm(cfg, "pre_attention_norm")(x), bias, deterministic)
+    x = x + drop(h, deterministic=deterministic)
+    h = FeedForward(cfg, name="mlp")(layer_norm(cfg, "pre_mlp_norm")(x),
+                                     deterministic)
+    return x + drop(h, deterministic=deterministic)
+
+
 
 # Additive mask value for attention: finite, so rows with nothing to attend
 # to stay NaN-free.

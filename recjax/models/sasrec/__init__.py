@@ -5,16 +5,13 @@ from recjax.models.sasrec.model import LOSSES
 from recjax.models.sasrec.model import NORMS
 from recjax.models.sasrec.model import POSITIONS
 from recjax.models.sasrec.model import TRAIN_POSITIONS
-from recjax.models.sasrec.model import Block
-from recjax.models.sasrec.model import CausalSelfAttention
-from recjax.models.sasrec.model import FeedForward
 from recjax.models.sasrec.model import SASRec
 from recjax.models.sasrec.model import SASRecConfig
 from recjax.models.sasrec.model import SASRecModel
 from recjax.models.sasrec.model import make_sasrec
 
-__all__ = ["LOSSES", "NORMS", "POSITIONS", "TRAIN_POSITIONS", "Block",
-           "CausalSelfAttention", "FeedForward", "SASRec", "SASRecConfig",
+__all__ = ["LOSSES", "NORMS", "POSITIONS", "TRAIN_POSITIONS", "SASRec",
+           "SASRecConfig",
            "SASRecModel", "make_sasrec"]
 
 # RecBole 1.2.1's SASRec on Office, measured on this machine with the same

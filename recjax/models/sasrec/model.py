@@ -36,10 +36,8 @@ collaborative embeddings). No TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import pathlib
-from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
@@ -53,6 +51,11 @@ from recjax import io_utils
 from recjax.datasets import CanonicalDataset
 from recjax.errors import ConfigError
 from recjax.models.base import ItemModel
+from recjax.models.layers import ACTIVATIONS
+from recjax.models.layers import Block
+from recjax.models.layers import causal_bias
+from recjax.models.layers import init_normal
+from recjax.models.layers import layer_norm
 from recjax.models.losses import softmax_item_loss
 
 Array = jax.Array
@@ -63,11 +66,6 @@ LOSSES = ("softmax", "bce")
 NORMS = ("pre", "post")
 POSITIONS = ("recent", "first")
 TRAIN_POSITIONS = ("all", "last")
-_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "gelu": functools.partial(jax.nn.gelu, approximate=False),
-    "relu": jax.nn.relu,
-}
-_NEG_INF = -1e10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,101 +128,13 @@ class SASRecConfig:
       if not 0.0 <= getattr(self, name) < 1.0:
         raise ConfigError(f"SASRecConfig.{name} must be in [0, 1), got "
                           f"{getattr(self, name)}.")
-    choices = (("activation", tuple(sorted(_ACTIVATIONS))),
+    choices = (("activation", tuple(sorted(ACTIVATIONS))),
                ("loss", LOSSES), ("norm", NORMS), ("positions", POSITIONS),
                ("train_positions", TRAIN_POSITIONS))
     for name, allowed in choices:
       if getattr(self, name) not in allowed:
         raise ConfigError(f"SASRecConfig.{name}={getattr(self, name)!r}; "
                           f"use one of {allowed}.")
-
-
-def _init(std: float, names: tuple[str, ...]) -> Callable[..., Array]:
-  return nn.with_logical_partitioning(nn.initializers.normal(std), names)
-
-
-def _zeros(names: tuple[str, ...]) -> Callable[..., Array]:
-  return nn.with_logical_partitioning(nn.initializers.zeros, names)
-
-
-def _layer_norm(cfg: SASRecConfig, name: str) -> nn.LayerNorm:
-  return nn.LayerNorm(
-      epsilon=cfg.layer_norm_epsilon, name=name,
-      scale_init=nn.with_logical_partitioning(nn.initializers.ones,
-                                              ("embed",)),
-      bias_init=_zeros(("embed",)))
-
-
-class CausalSelfAttention(nn.Module):
-  """Multi-head causal self-attention with a key-padding bias."""
-
-  config: SASRecConfig
-
-  @nn.compact
-  def __call__(self, x: Array, bias: Array, deterministic: bool) -> Array:
-    """Attends `x` `[b, l, d]` with additive `bias` `[b, 1, l, l]`."""
-    cfg = self.config
-    heads, head_dim = cfg.num_heads, cfg.hidden_dim // cfg.num_heads
-
-    def proj(name: str) -> Array:
-      return nn.DenseGeneral(
-          (heads, head_dim), axis=-1, name=name,
-          kernel_init=_init(cfg.init_std, ("embed", "heads", "kv")),
-          bias_init=_zeros(("heads", "kv")))(x)
-
-    q, k, v = proj("query"), proj("key"), proj("value")
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(head_dim)
-    weights = jax.nn.softmax(logits.astype(jnp.float32) + bias, axis=-1)
-    weights = nn.Dropout(cfg.attention_dropout_rate)(
-        weights, deterministic=deterministic)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-    return nn.DenseGeneral(
-        cfg.hidden_dim, axis=(-2, -1), name="out",
-        kernel_init=_init(cfg.init_std, ("heads", "kv", "embed")),
-        bias_init=_zeros(("embed",)))(out)
-
-
-class FeedForward(nn.Module):
-  """Position-wise FFN: Dense -> activation (-> dropout) -> Dense."""
-
-  config: SASRecConfig
-
-  @nn.compact
-  def __call__(self, x: Array, deterministic: bool) -> Array:
-    cfg = self.config
-    h = nn.Dense(cfg.mlp_dim, name="wi",
-                 kernel_init=_init(cfg.init_std, ("embed", "mlp")),
-                 bias_init=_zeros(("mlp",)))(x)
-    h = _ACTIVATIONS[cfg.activation](h)
-    if cfg.norm == "pre":  # RecBole's (post-LN) FFN has no inner dropout.
-      h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
-    return nn.Dense(cfg.hidden_dim, name="wo",
-                    kernel_init=_init(cfg.init_std, ("mlp", "embed")),
-                    bias_init=_zeros(("embed",)))(h)
-
-
-class Block(nn.Module):
-  """A pre-LN (or, with `norm="post"`, post-LN) Transformer block."""
-
-  config: SASRecConfig
-
-  @nn.compact
-  def __call__(self, x: Array, bias: Array, deterministic: bool) -> Array:
-    cfg = self.config
-    drop = nn.Dropout(cfg.dropout_rate)
-    if cfg.norm == "post":
-      h = CausalSelfAttention(cfg, name="attention")(x, bias, deterministic)
-      x = _layer_norm(cfg, "post_attention_norm")(
-          x + drop(h, deterministic=deterministic))
-      h = FeedForward(cfg, name="mlp")(x, deterministic)
-      return _layer_norm(cfg, "post_mlp_norm")(
-          x + drop(h, deterministic=deterministic))
-    h = CausalSelfAttention(cfg, name="attention")(
-        _layer_norm(cfg, "pre_attention_norm")(x), bias, deterministic)
-    x = x + drop(h, deterministic=deterministic)
-    h = FeedForward(cfg, name="mlp")(_layer_norm(cfg, "pre_mlp_norm")(x),
-                                     deterministic)
-    return x + drop(h, deterministic=deterministic)
 
 
 class SASRec(nn.Module):
@@ -238,15 +148,15 @@ class SASRec(nn.Module):
       raise ConfigError("SASRecConfig.num_items must be set (make_sasrec "
                         "fills it from the dataset).")
     self.item_embedding = self.param(
-        "item_embedding", _init(cfg.init_std, ("vocab", "embed")),
+        "item_embedding", init_normal(cfg.init_std, ("vocab", "embed")),
         (cfg.num_items, cfg.hidden_dim), jnp.float32)
     self.position_embedding = self.param(
-        "position_embedding", _init(cfg.init_std, ("length", "embed")),
+        "position_embedding", init_normal(cfg.init_std, ("length", "embed")),
         (cfg.max_length, cfg.hidden_dim), jnp.float32)
     self.blocks = [Block(cfg, name=f"layer_{i}")
                    for i in range(cfg.num_layers)]
     # Pre-LN normalises the output, post-LN the input embeddings.
-    self.final_norm = _layer_norm(
+    self.final_norm = layer_norm(
         cfg, "final_norm" if cfg.norm == "pre" else "embedding_norm")
     self.dropout = nn.Dropout(cfg.dropout_rate)
 
@@ -281,9 +191,7 @@ class SASRec(nn.Module):
       x = self.final_norm(x)
     x = self.dropout(x, deterministic=deterministic)
     x = x * valid[..., None]
-    causal = jnp.tril(jnp.ones((length, length), bool))
-    allowed = causal[None] & valid[:, None, :]
-    bias = jnp.where(allowed, 0.0, _NEG_INF)[:, None].astype(jnp.float32)
+    bias = causal_bias(valid)
     for block in self.blocks:
       x = block(x, bias, deterministic)
       x = x * valid[..., None]

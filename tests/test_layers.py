@@ -1,0 +1,57 @@
+"""Tests of recjax.models.layers: the shared causal block and helpers."""
+
+import hypothesis
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from recjax.models import layers
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+@hypothesis.settings(max_examples=10, deadline=None)
+@hypothesis.given(cut=st.integers(1, 5), pad=st.integers(0, 3))
+def test_block_is_causal_and_ignores_padding(norm, cut, pad):
+  """Output at position j depends on the real positions <= j only."""
+  cfg = layers.BlockConfig(hidden_dim=8, num_heads=2, mlp_dim=16,
+                           dropout_rate=0.0, attention_dropout_rate=0.0,
+                           norm=norm)
+  block = layers.Block(cfg)
+  rng = np.random.default_rng(cut * 10 + pad)
+  x = jnp.asarray(rng.normal(size=(1, 6, 8)), jnp.float32)
+  valid = jnp.arange(6)[None] >= pad
+  params = block.init(jax.random.key(0), x, layers.causal_bias(valid),
+                      True)
+  out = block.apply(params, x, layers.causal_bias(valid), True)
+  later = x.at[:, cut:].set(jnp.asarray(rng.normal(size=(1, 6 - cut, 8)),
+                                        jnp.float32))
+  padded = later.at[:, :pad].set(7.0)  # Padding content is never read.
+  again = block.apply(params, padded, layers.causal_bias(valid), True)
+  keep = slice(pad, cut) if cut > pad else slice(0, 0)
+  np.testing.assert_allclose(again[:, keep], out[:, keep], atol=1e-6)
+
+
+def test_causal_bias_masks_future_and_padding():
+  bias = np.asarray(layers.causal_bias(jnp.array([[False, True, True]])))
+  assert bias.shape == (1, 1, 3, 3)
+  allowed = bias[0, 0] == 0.0
+  np.testing.assert_array_equal(allowed, [[False, False, False],
+                                          [False, True, False],
+                                          [False, True, True]])
+
+
+def test_block_parameter_names_are_the_recorded_ones():
+  """SASRec's checkpoints name these parameters: they must not move."""
+  for norm, names in (("pre", {"pre_attention_norm", "pre_mlp_norm"}),
+                      ("post", {"post_attention_norm", "post_mlp_norm"})):
+    cfg = layers.BlockConfig(hidden_dim=8, num_heads=2, mlp_dim=16,
+                             norm=norm)
+    x = jnp.zeros((1, 3, 8))
+    params = layers.Block(cfg).init(
+        jax.random.key(0), x, layers.causal_bias(jnp.ones((1, 3), bool)),
+        True)["params"]
+    assert set(params) == {"attention", "mlp"} | names
+    assert set(params["attention"]) == {"query", "key", "value", "out"}
+    assert set(params["mlp"]) == {"wi", "wo"}
