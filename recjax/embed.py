@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from recjax import quiet
 from recjax.datasets.canonical import CanonicalDataset
 from recjax.datasets.canonical import ItemTable
 from recjax.errors import ConfigError
@@ -279,9 +280,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--separator", default="; ")
   parser.add_argument("--batch_size", type=int, default=128)
   parser.add_argument("--force", action="store_true")
-  parser.add_argument("--verbose", action="store_true",
-                      help="show the libraries' own logs "
-                      "(TensorFlow, TFDS, XLA)")
+  quiet.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO)
   cfg = EmbedConfig(model_dir=args.model_dir, template=args.template,

@@ -38,6 +38,7 @@ import numpy as np
 from recjax import checkpoints
 from recjax import evaluation
 from recjax import io_utils
+from recjax import quiet
 from recjax import run_lib
 from recjax.errors import ConfigError
 from recjax.errors import RecjaxError
@@ -221,9 +222,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
                         choices=("best", "latest"))
     parser.add_argument("--write_predictions", action="store_true")
     parser.add_argument("--output_dir", default=None)
-    parser.add_argument("--verbose", action="store_true",
-                        help="show the libraries' own logs "
-                        "(TensorFlow, TFDS, XLA)")
+    quiet.add_verbose_flag(parser)
     args, rest = parser.parse_known_args(argv)
     bindings = run_lib.gin_bindings(parser, rest)
     run_lib.quiet_logging()

@@ -37,6 +37,7 @@ import numpy as np
 
 from recjax import checkpoints
 from recjax import evaluation
+from recjax import quiet
 from recjax import run_lib
 from recjax.datasets import canonical
 from recjax.datasets import splits as splits_lib
@@ -419,9 +420,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   parser.add_argument("--checkpoint", default="best",
                       choices=("best", "latest"))
   parser.add_argument("--batch_size", type=int, default=256)
-  parser.add_argument("--verbose", action="store_true",
-                      help="show the libraries' own logs "
-                      "(TensorFlow, TFDS, XLA)")
+  quiet.add_verbose_flag(parser)
   args, rest = parser.parse_known_args(argv)
   bindings = run_lib.gin_bindings(parser, rest)
   run_lib.quiet_logging()

@@ -27,6 +27,7 @@ import sys
 import time
 from typing import Any
 
+from recjax import quiet
 from recjax.datasets import CanonicalDataset
 from recjax.datasets import stage as dataset_stage
 from recjax.errors import RecjaxError
@@ -195,9 +196,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", default="runs/quickstart")
   parser.add_argument("--gin", action="append", default=[],
                       metavar="NAME=VALUE", help="extra gin binding")
-  parser.add_argument("--verbose", action="store_true",
-                      help="show the libraries' own logs "
-                      "(TensorFlow, TFDS, XLA)")
+  quiet.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.WARNING, format="%(message)s")
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

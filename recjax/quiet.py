@@ -14,6 +14,7 @@ command line (`recjax.VERBOSE`) nothing is hidden.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -71,3 +72,10 @@ def load_task_layer() -> None:
     pass
   for name in ("absl", "tensorflow", "tensorflow_datasets"):
     logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
+  """Adds `--verbose` to a command's parser (read at import, see above)."""
+  parser.add_argument("--verbose", action="store_true",
+                      help="show the libraries' own logs (TensorFlow, TFDS, "
+                      "XLA)")

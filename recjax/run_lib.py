@@ -33,6 +33,7 @@ import numpy as np
 from recjax import checkpoints
 from recjax import deprecation
 from recjax import gin_utils
+from recjax import quiet
 from recjax.errors import ConfigError
 from recjax.errors import RecjaxError
 from recjax.models.base import BaseModel
@@ -378,9 +379,7 @@ def gin_main(fn_name: str, argv: Sequence[str] | None = None,
   parser = argparse.ArgumentParser(description=description)
   parser.add_argument("--gin_file", action="append", default=[])
   parser.add_argument("--gin_search_paths", default="")
-  parser.add_argument("--verbose", action="store_true",
-                      help="show the libraries' own logs "
-                      "(TensorFlow, TFDS, XLA)")
+  quiet.add_verbose_flag(parser)
   args, rest = parser.parse_known_args(argv)
   bindings = gin_bindings(parser, rest)
   quiet_logging()

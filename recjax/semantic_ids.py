@@ -39,6 +39,7 @@ import numpy as np
 
 from recjax import embed as embed_lib
 from recjax import io_utils
+from recjax import quiet
 from recjax.datasets.canonical import CanonicalDataset
 from recjax.errors import ConfigError
 from recjax.quantizers import collisions
@@ -368,9 +369,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                       metavar="KEY=VALUE",
                       help="option of build(), value parsed as JSON")
   parser.add_argument("--force", action="store_true")
-  parser.add_argument("--verbose", action="store_true",
-                      help="show the libraries' own logs "
-                      "(TensorFlow, TFDS, XLA)")
+  quiet.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO)
   config = {}

@@ -15,6 +15,7 @@ import logging
 import sys
 
 from recjax import datasets
+from recjax import quiet
 from recjax.datasets import stage
 from recjax.errors import RecjaxError
 
@@ -34,9 +35,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--opt", action="append", default=[],
                       metavar="KEY=VALUE",
                       help="loader/preprocessing option (repeatable)")
-  parser.add_argument("--verbose", action="store_true",
-                      help="show the libraries' own logs "
-                      "(TensorFlow, TFDS, XLA)")
+  quiet.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(message)s")
   kwargs = {}
