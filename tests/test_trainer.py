@@ -58,6 +58,20 @@ class _Source:
       step += 1
 
 
+class _CountingSource(_Source):
+  """`_Source` that records where each iteration started and what it gave."""
+
+  def __init__(self, data, batch_size, seed=0):
+    super().__init__(data, batch_size, seed)
+    self.starts, self.drawn = [], 0
+
+  def batches(self, start_step):
+    self.starts.append(start_step)
+    for batch in super().batches(start_step):
+      self.drawn += 1
+      yield batch
+
+
 def _trainer(tmp_path, steps, model=None, meta=None, **kw):
   cfg = trainer_lib.TrainerConfig(
       num_train_steps=steps, batch_size=16, log_period=5,
@@ -108,9 +122,22 @@ def test_resume_is_bit_exact(tmp_path):
   resumed = _trainer(tmp_path / "part", 12, model=_model(dropout=0.1),
                      checkpoint_period=3)
   assert resumed.checkpointer.latest_step() == 6
-  out = resumed.train(_Source(data, 16))
+  source = _CountingSource(data, 16)
+  out = resumed.train(source)
   assert int(out.step) == 12
-  for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(out.params)):
+  # It resumed: the data was sought to step 6 and only 6 batches trained
+  # (a silent restart from step 0 would give the same parameters).
+  assert source.starts == [6] and source.drawn == 6
+  steps = [json.loads(line)["step"] for line in
+           open(tmp_path / "part" / "history.jsonl")
+           if "train/loss" in line]
+  assert steps == sorted(set(steps)) and steps[-1] == 12
+  assert jax.tree.structure(ref.params) == jax.tree.structure(out.params)
+  for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(out.params),
+                  strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  for a, b in zip(jax.tree.leaves(ref.opt_state),
+                  jax.tree.leaves(out.opt_state), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
