@@ -101,3 +101,17 @@ def test_register_and_unregister_a_toy_family():
     registry.unregister("toy_registry")
   assert "toy_registry" not in registry.list_families()
   assert "toy_registry_m" not in registry.list_methods()
+
+
+def test_command_line_describes_methods_and_prints_the_table(capsys):
+  from recjax.models import __main__ as cli  # pylint: disable=g-import-not-at-top
+  assert cli.main([]) == 0
+  assert capsys.readouterr().out.strip() == registry.families_table()
+  assert cli.main(["tiger", "sasrec_recbole"]) == 0
+  out = capsys.readouterr().out
+  assert "tiger: generative method of the `tiger` family" in out
+  assert "anchor Beauty: TIGER (paper) (published)" in out
+  assert "schedule cpu_xl: cpu (schedules/sasrec_recbole_cpu.gin)" in out
+  assert cli.main(["nope"]) == 2
+  assert "unknown method 'nope'; registered: popularity" in (
+      capsys.readouterr().err)
