@@ -130,13 +130,33 @@ def test_train_eval_infer(task_gin, tmp_path):
     gin.get_configurable("recjax.infer.infer")()
 
 
-def test_model_of_another_vocabulary_refused(task_gin, tmp_path):
+def test_checkpoint_of_another_model_refused(task_gin, tmp_path):
   _parse(["runs/train.gin", task_gin], ["TRAIN_STEPS=4", "EVAL_PERIOD=0"])
   gin.get_configurable("recjax.train.train")()
   _parse(["runs/train.gin", task_gin], [
       "TRAIN_STEPS=6", "EVAL_PERIOD=0",
       "recjax.network.TransformerConfig.emb_dim = 32"])
-  with pytest.raises(checkpoints.CheckpointError, match="different model"):
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r"(?s)was written with a different model:.*"
+                     r'"emb_dim": 16.*"emb_dim": 32.*Use another model_dir'):
+    gin.get_configurable("recjax.train.train")()
+
+
+def test_checkpoint_of_another_vocabulary_refused(task_gin, tmp_path):
+  """Same model, other semantic IDs: the run directory refuses them."""
+  from recjax import tasks  # pylint: disable=g-import-not-at-top
+  _parse(["runs/train.gin", task_gin], ["TRAIN_STEPS=4", "EVAL_PERIOD=0"])
+  gin.get_configurable("recjax.train.train")()
+  other = tiny_semantic_ids.write_random_codes(
+      tmp_path / "other_ids", SIZES, 60, num_user_buckets=10, seed=1)
+  tasks.register_tiger_task(
+      "tiny_tiger", "recjax_synthetic/tiny", str(other),
+      data_dir=str(tmp_path / "tfds"), max_history=5, num_user_buckets=10)
+  _parse(["runs/train.gin", task_gin], ["TRAIN_STEPS=6", "EVAL_PERIOD=0"])
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r"(?s)checkpoints/4 was written with a different "
+                     r"vocabulary:.*\"fingerprint\": \"[0-9a-f]{64}\".*"
+                     r"same vocabulary configuration as the checkpoint"):
     gin.get_configurable("recjax.train.train")()
 
 
