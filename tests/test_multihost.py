@@ -24,24 +24,31 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(out, num_processes, devices_per_process, family):
+def _launch(out, num_processes, devices_per_process, family, tries=3):
+  """Runs the workers; a new port and another try if the free port was
+  taken between `_free_port` and the coordinator's bind."""
   env = dict(os.environ)
   env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count="
                       f"{devices_per_process}")
   env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parent),
                                        env.get("PYTHONPATH", "")])
   env["JAX_PLATFORMS"] = "cpu"
-  port = _free_port()
-  procs = [subprocess.Popen(
-      [sys.executable, str(HERE / "multihost_worker.py"), str(out),
-       str(num_processes), str(i), str(port), family], env=env,
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(num_processes)]
-  logs = [p.communicate(timeout=600)[0] for p in procs]
-  for p, log in zip(procs, logs):
-    assert p.returncode == 0, log[-3000:]
-  with open(out) as f:
-    return json.load(f)
+  for attempt in range(tries):
+    port = _free_port()
+    procs = [subprocess.Popen(
+        [sys.executable, str(HERE / "multihost_worker.py"), str(out),
+         str(num_processes), str(i), str(port), family], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(num_processes)]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    taken = any(p.returncode != 0 and "ddress already in use" in log
+                for p, log in zip(procs, logs))
+    if taken and attempt + 1 < tries:
+      continue
+    for p, log in zip(procs, logs):
+      assert p.returncode == 0, log[-3000:]
+    with open(out) as f:
+      return json.load(f)
 
 
 @pytest.mark.parametrize("family", ["tiger", "sasrec"])
