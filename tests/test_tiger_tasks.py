@@ -50,8 +50,10 @@ def test_default_tasks_registered_without_artifacts(tmp_path, monkeypatch):
   monkeypatch.setenv("RECJAX_ARTIFACTS", str(tmp_path / "none"))
   tasks.register_tiger_task("tiger_test_lazy", "recjax_amazon_lcrec/office",
                             None, manual_dir=tmp_path / "none")
-  assert not tasks.get_vocabulary("tiger_test_lazy").is_loaded
-  seqio.TaskRegistry.remove("tiger_test_lazy")
+  try:
+    assert not tasks.get_vocabulary("tiger_test_lazy").is_loaded
+  finally:
+    seqio.TaskRegistry.remove("tiger_test_lazy")
 
 
 def test_default_vocabulary_error_names_the_stage(tmp_path, monkeypatch):
