@@ -101,14 +101,8 @@ def test_numeric_user_ids_sorted_numerically():
 def test_kcore_is_a_fixed_point(pairs, k):
   rows = [(str(u), str(i), t) for t, (u, i) in enumerate(pairs)]
   cfg = preprocessing.PreprocessConfig(kcore=k, min_history=1)
-  try:
-    ds = preprocessing.preprocess("t", _inter(rows), _table(16), cfg)
-  except DatasetError:
-    return  # everything vanished: legitimately possible
-  # Every remaining user and item has at least k interactions...
-  assert ds.lengths.min() >= k
-  assert ds.item_counts().min() >= k
-  # ...and the result is the largest such subset: brute-force iteration.
+  # The largest subset where every user and item keeps >= k rows: brute
+  # force iteration.
   keep = set(range(len(rows)))
   while True:
     uc, ic = {}, {}
@@ -119,4 +113,14 @@ def test_kcore_is_a_fixed_point(pairs, k):
     if new == keep:
       break
     keep = new
+  try:
+    ds = preprocessing.preprocess("t", _inter(rows), _table(16), cfg)
+  except DatasetError:
+    # Only when nothing survives the k-core.
+    assert not keep, f"{len(keep)} rows form a {k}-core, but it raised"
+    return
+  # Every remaining user and item has at least k interactions...
+  assert ds.lengths.min() >= k
+  assert ds.item_counts().min() >= k
+  # ...and the result is exactly that largest subset.
   assert ds.num_interactions == len(keep)
