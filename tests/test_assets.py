@@ -1,6 +1,7 @@
 """Tests for recjax.assets."""
 
 import dataclasses
+import os
 import zipfile
 
 import pytest
@@ -53,6 +54,9 @@ def test_unreachable_registry(tmp_path, monkeypatch):
   monkeypatch.setenv("PIP_TIMEOUT", "2")
   monkeypatch.setenv("PIP_FIND_LINKS", "")
   monkeypatch.setenv("PIP_NO_INDEX", "0")
+  # No other source of the wheel: no extra index, no pip config file.
+  monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+  monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
   with pytest.raises(AssetError, match="Could not download recbole==1.2.1.*"
                      "pass that directory"):
     assets.fetch("movielens_100k")
