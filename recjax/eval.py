@@ -172,9 +172,10 @@ def evaluate_run(model_dir: str, split: str = "test",
     if write_predictions:
       for prefix in (split, f"{split}_excl"):
         io_utils.save_npz_atomic(
-            out / f"predictions_{prefix}.npz", items=lists[prefix],
-            scores=np.zeros(lists[prefix].shape, np.float32),
-            targets=lists["targets"])
+            out / f"predictions_{prefix}.npz",
+            items=lists[prefix].astype(np.int32),
+            scores=lists[f"{prefix}/scores"].astype(np.float32),
+            targets=lists["targets"].astype(np.int32))
     run_lib.write_json(out / f"eval_{split}.json", results)
     return results
   if kind == "generative":

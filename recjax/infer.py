@@ -331,10 +331,9 @@ def infer_run(model_dir: str, output: str, histories: str | None = None,
                 split_requests(ds, split))
     k = min(num_decodes, ds.num_items)
     hist = [r.items for r in requests]
-    items = model.recommend(hist, k, exclude=None if keep_history else hist)
-    scores = np.stack([np.take_along_axis(
-        model.scores([h]), np.maximum(row, 0)[None], axis=1)[0]
-                       for h, row in zip(hist, items)]) if hist else items
+    items, scores = model.recommend(hist, k,
+                                    exclude=None if keep_history else hist,
+                                    return_scores=True)
     return write_recommendations(output, requests, ds.items.original_ids,
                                  [(items, scores, len(requests))])
   if kind == "generative":

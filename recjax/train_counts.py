@@ -134,7 +134,8 @@ def evaluate_counts(model_dir: str, desc: Mapping[str, Any],
 
   Returns:
     `(metrics, lists)`: `{split}/<metric>` and `{split}_excl/<metric>`;
-    lists `{prefix: int [users, k]}`.
+    lists `{prefix: int [users, k], prefix + "/scores": float [users, k],
+    "targets": int [users]}`.
   """
   model = load_model(model_dir, desc)
   dataset = dataset_of(desc)
@@ -144,7 +145,8 @@ def evaluate_counts(model_dir: str, desc: Mapping[str, Any],
   out: dict[str, float] = {}
   lists = {}
   for prefix, exclude in ((split, None), (f"{split}_excl", histories)):
-    lists[prefix] = model.recommend(histories, k, exclude=exclude)
+    lists[prefix], lists[f"{prefix}/scores"] = model.recommend(
+        histories, k, exclude=exclude, return_scores=True)
     for key, value in metrics_lib.ranking_metrics(
         lists[prefix], part.targets, ks=ks,
         num_items=dataset.num_items).items():

@@ -91,3 +91,18 @@ def test_eval_and_infer_name_what_is_missing(tmp_path):
                      r"or 'test'"):
     eval_lib.evaluate_run(str(tmp_path / "old"), split="train")
   assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_count_run_writes_its_ranked_lists_with_scores(work, tmp_path):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  work.run("markov", TINY, seed=0)
+  run = work.run_dir("markov", TINY, 0)
+  out = eval_lib.evaluate_run(str(run), write_predictions=True,
+                              output_dir=str(tmp_path))
+  with np.load(tmp_path / "predictions_test.npz") as f:
+    items, scores, targets = f["items"], f["scores"], f["targets"]
+  assert items.shape == scores.shape == (TINY.kwargs["num_users"], 20)
+  assert (np.diff(scores, axis=1) <= 0).all() and np.isfinite(scores).all()
+  assert scores.max() > 0  # transition counts, not a placeholder
+  hits = (items[:, :10] == targets[:, None]).any(axis=1).mean()
+  assert hits == pytest.approx(out["test/recall@10"])

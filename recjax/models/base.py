@@ -274,7 +274,8 @@ class CountModel(abc.ABC):
 
   def recommend(self, histories: Sequence[np.ndarray], k: int,
                 exclude: Sequence[np.ndarray] | None = None,
-                batch_size: int = 1024) -> np.ndarray:
+                batch_size: int = 1024, return_scores: bool = False
+                ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Top-`k` items of each history, best first.
 
     Args:
@@ -283,10 +284,13 @@ class CountModel(abc.ABC):
       exclude: optional per-user items left out of the list (e.g. the
         whole history, the "seen items excluded" policy).
       batch_size: users scored at once (memory: batch x catalog floats).
+      return_scores: also return the lists' scores.
 
     Returns:
       int64 `[len(histories), k]`; `NO_ITEM` where fewer than `k` items are
-      left. Equal scores rank the smaller item index first.
+      left. Equal scores rank the smaller item index first. With
+      `return_scores`, `(items, scores)`, scores float64 (-inf where no
+      item is left).
 
     Raises:
       ValueError: `k` outside `[1, num_items]`, or `exclude` of another
@@ -298,6 +302,7 @@ class CountModel(abc.ABC):
       raise ValueError(f"exclude has {len(exclude)} rows for "
                        f"{len(histories)} histories.")
     out = np.full((len(histories), k), NO_ITEM, np.int64)
+    scores = np.full((len(histories), k), -np.inf, np.float64)
     for start in range(0, len(histories), batch_size):
       stop = min(start + batch_size, len(histories))
       s = np.array(self.scores(histories[start:stop]), np.float64)
@@ -309,7 +314,8 @@ class CountModel(abc.ABC):
       top = np.argsort(-s, axis=1, kind="stable")[:, :k]
       ranked = np.take_along_axis(s, top, axis=1)
       out[start:stop] = np.where(np.isneginf(ranked), NO_ITEM, top)
-    return out
+      scores[start:stop] = ranked
+    return (out, scores) if return_scores else out
 
   def save(self, path: str | os.PathLike[str]) -> None:
     """Writes `state()` to an `.npz` file atomically."""
