@@ -23,6 +23,7 @@ tfds}`, and a run per `<root>/<data name>/<method>[-<schedule>]/seed<k>`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import pathlib
 import time
@@ -114,6 +115,12 @@ class DataSource:
     return out
 
 
+def _settings_key(config: Mapping[str, Any]) -> str:
+  """Eight hex digits naming a set of semantic-ID settings."""
+  text = json.dumps(dict(config), sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 class Workspace:
   """Cached stages and runs of methods on data sets under one root."""
 
@@ -125,7 +132,8 @@ class Workspace:
       root: the folder of every stage and run.
       quiet: no progress bars in the stages.
       semantic_ids_overrides: settings that replace the specs' semantic-ID
-        settings (tests: a small codebook on a toy catalog).
+        settings (tests: a small codebook on a toy catalog); each method
+        takes those its quantizer knows.
     """
     self.root = pathlib.Path(root).absolute()
     self.quiet = quiet
@@ -178,12 +186,19 @@ class Workspace:
     if not spec.semantic_ids:
       raise ConfigError(f"method {method!r} has no semantic_ids settings in "
                         "its MethodSpec.")
-    config = dict(spec.semantic_ids, **self.semantic_ids_overrides)
-    quantizer = config.pop("method")
+    quantizer = spec.semantic_ids["method"]
+    known = semantic_ids.option_names(quantizer)
+    config = dict(spec.semantic_ids, **{
+        k: v for k, v in self.semantic_ids_overrides.items() if k in known})
+    config.pop("method")
     config.pop("num_user_buckets", None)  # A task setting.
     cf = self.cf_embeddings(method, data, seed, schedule)
     _, ds_dir = self.dataset(data)
-    out = self.root / data.name / "semantic_ids" / f"{quantizer}-seed{seed}"
+    name = f"{quantizer}-seed{seed}"
+    if config.get("collisions") == "none" or config.get("fit_on", "all") != (
+        "all"):  # Codes for item features (RPG, VQ-Rec): their own folder.
+      name = f"{quantizer}-{_settings_key(config)}-seed{seed}"
+    out = self.root / data.name / "semantic_ids" / name
     return pathlib.Path(semantic_ids.semantic_ids_stage(
         self.embeddings(data), ds_dir, out, method=quantizer, seed=seed,
         cf_embeddings=None if cf is None else str(cf),
@@ -232,6 +247,9 @@ class Workspace:
     if spec.kind == registry.ITEM:
       emb = (self.embeddings(data)
              if registry.TEXT_EMBEDDINGS in spec.all_needs else None)
+      if registry.SEMANTIC_IDS in spec.all_needs:
+        sid = self.semantic_ids(method, data, seed, schedule)
+        bindings.append(f"CODES_DIR = {str(sid)!r}")
       return (["runs/train_items.gin"] + files, bindings + [
           f"SEED = {seed}",
           f"EMBEDDINGS_DIR = {None if emb is None else str(emb)!r}"] +

@@ -60,6 +60,7 @@ METHOD_CONFIGS: dict[str, type] = {
     "letter": letter.LetterConfig,
 }
 METHODS = tuple(METHOD_CONFIGS)
+FIT_ON = ("all", "train")
 _STAGE_VERSION = 1
 
 
@@ -68,7 +69,13 @@ class SemanticIdConfig:
   """Options of the stage shared by all methods.
 
   Attributes:
-    collisions: "append" (extra level) or "sinkhorn" (re-assign last level).
+    collisions: "append" (extra level), "sinkhorn" (re-assign last level)
+      or "none" (keep the quantizer's codes, which may repeat: VQ-Rec and
+      RPG read codes as item features and never decode them).
+    fit_on: "all" (fit the quantizer on every item's embedding) or "train"
+      (only on the items that occur in the leave-one-out training part of
+      some history, VQ-Rec's and RPG's "strict" setting; the other items
+      are then encoded by the fitted quantizer, like new items).
     collision_codebook_size: fixed size of the extra level (None: as needed).
     max_vocab_size: fail if the token layout (specials + codes + user
       buckets) would exceed this many tokens.
@@ -76,6 +83,7 @@ class SemanticIdConfig:
   """
 
   collisions: str = "append"
+  fit_on: str = "all"
   collision_codebook_size: int | None = None
   max_vocab_size: int | None = None
   num_user_buckets: int = 0
@@ -128,6 +136,16 @@ def final_codebook_sizes(result: SemanticIds) -> tuple[int, ...]:
   return sizes
 
 
+def option_names(method: str) -> frozenset[str]:
+  """Every option `build` accepts for `method` (stage and quantizer)."""
+  if method not in METHOD_CONFIGS:
+    raise ConfigError(f"method {method!r} is not known; choose one of "
+                      f"{list(METHODS)}.")
+  fields = dataclasses.fields(SemanticIdConfig) + dataclasses.fields(
+      METHOD_CONFIGS[method])
+  return frozenset(f.name for f in fields) | {"method"}
+
+
 def split_config(method: str, config: dict[str, Any]
                  ) -> tuple[SemanticIdConfig, Any]:
   """Splits flat keyword options into stage options and method config.
@@ -162,7 +180,39 @@ def split_config(method: str, config: dict[str, Any]
   if stage.collisions not in collisions.STRATEGIES:
     raise ConfigError(f"collisions={stage.collisions!r}; choose one of "
                       f"{collisions.STRATEGIES}.")
+  if stage.fit_on not in FIT_ON:
+    raise ConfigError(f"fit_on={stage.fit_on!r}; choose one of {FIT_ON}.")
+  if stage.fit_on == "train" and method == "letter":
+    raise ConfigError("fit_on='train' is not supported by method 'letter' "
+                      "(its CF alignment needs every item); use "
+                      "fit_on='all'.")
   return stage, cls(**kwargs)
+
+
+def training_items(dataset: CanonicalDataset) -> np.ndarray:
+  """Sorted indices of the items in some history's training part.
+
+  The training part of a leave-one-out history is all but its last two
+  items (validation and test targets).
+
+  Args:
+    dataset: the canonical dataset.
+
+  Returns:
+    int64 item indices.
+
+  Raises:
+    ConfigError: no history has a training part.
+  """
+  seen = np.zeros(dataset.num_items, bool)
+  for seq in dataset.sequences():
+    seen[np.asarray(seq[:-2], np.int64)] = True
+  if not seen.any():
+    raise ConfigError(
+        f"dataset {dataset.name!r} has no training items (every history is "
+        "shorter than 3); use fit_on='all' or a dataset with longer "
+        "histories.")
+  return np.flatnonzero(seen)
 
 
 def _levels_and_size(method_cfg: Any) -> tuple[int, int]:
@@ -232,16 +282,23 @@ def build(dataset: CanonicalDataset, embeddings: Any, method: str = "rqvae",
   check_layout((size,) * levels + extra, stage)
   key = jax.random.key(seed)
   metrics: dict[str, Any] = {}
+  fit_x = x
+  if stage.fit_on == "train":
+    fit_items = training_items(dataset)
+    fit_x = x[fit_items]
+    metrics["fit_items"] = int(len(fit_items))
   if method == "letter":
     cf = _cf_matrix(cf_embeddings, dataset)
     tok, base, last_d, metrics = letter.fit(x, cf, mcfg, key)
   elif method in ("rqvae",):
-    tok, metrics = rqvae.fit(x, mcfg, key)
+    tok, fit_metrics = rqvae.fit(fit_x, mcfg, key)
+    metrics.update(fit_metrics)
     base, last_d = tok.encode_with_last_distances(x)
-  elif method == "rqkmeans":
-    tok, base, last_d = rqkmeans.fit(x, mcfg, key)
   else:
-    tok, base, last_d = pq.fit(x, mcfg, key)
+    fit = rqkmeans.fit if method == "rqkmeans" else pq.fit
+    tok, base, last_d = fit(fit_x, mcfg, key)
+    if stage.fit_on == "train":  # Encode every item with the fitted model.
+      base, last_d = tok.encode_with_last_distances(x)
   train_time = time.time() - start
   codes = collisions.deduplicate(base, stage.collisions, last_d,
                                  stage.collision_codebook_size)

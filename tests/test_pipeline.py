@@ -14,8 +14,10 @@ from recjax.models import registry
 TINY = pipeline.DataSource(
     "tiny", "synthetic",
     {"num_users": 40, "num_items": 24, "num_clusters": 3, "seed": 1})
-# A toy semantic-ID stage: 3 levels of 8 codes, a few epochs, 10 buckets.
-SMALL_IDS = {"codebook_size": 8, "epochs": 5, "num_user_buckets": 10}
+# A toy semantic-ID stage: 3 levels of 8 codes, a few epochs, 10 buckets;
+# OPQ codes (RPG): 4 digits of a 16-dimensional PCA.
+SMALL_IDS = {"codebook_size": 8, "epochs": 5, "num_user_buckets": 10,
+             "num_subspaces": 4, "pca_dim": 16}
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,9 @@
 * `CausalTransformer`: LEARN's and LITE's stack over item vectors with
   learned positions counted from each row's first real item (its blocks
   keep the parameter names of their recorded checkpoints);
+* `CodeEmbedding`: an item as the mean of its codes' embeddings (one
+  table per digit), the input layer of the code-based families (RPG,
+  VQ-Rec): any item with codes has a vector, seen in training or not;
 * `check_tower_sizes`: the hyper-parameter checks of such a stack;
 * `check_item_embeddings`: the frozen item-text table an input layer reads
   (LEARN's towers, LITE's frozen item encoder).
@@ -179,6 +182,57 @@ class Block(nn.Module):
                                      deterministic)
     return x + drop(h, deterministic=deterministic)
 
+
+
+class CodeEmbedding(nn.Module):
+  """Item vectors from codes: the mean of one embedding per digit.
+
+  The table is `[num_digits, codebook_size, features]` (logical axes
+  `("digits", "codes", "embed")`): digit `d` of an item looks up row
+  `codes[d]` of slice `d`. A negative code is a missing digit (VQ-Rec's
+  padding code); it is left out of the mean, and an item with no digit at
+  all gets the zero vector. The same table serves as the output layer of
+  models that predict codes (RPG's per-digit heads, tied to it).
+
+  Attributes:
+    num_digits: D, digits per item.
+    codebook_size: M, codes per digit.
+    features: vector width.
+    init_std: std of the normal initialisation.
+  """
+
+  num_digits: int
+  codebook_size: int
+  features: int
+  init_std: float = 0.02
+
+  def setup(self):
+    if min(self.num_digits, self.codebook_size, self.features) < 1:
+      raise ConfigError(
+          f"CodeEmbedding needs num_digits, codebook_size and features >= "
+          f"1, got {self.num_digits}, {self.codebook_size}, "
+          f"{self.features}.")
+    self.embedding = self.param(
+        "embedding", init_normal(self.init_std, ("digits", "codes", "embed")),
+        (self.num_digits, self.codebook_size, self.features), jnp.float32)
+
+  def __call__(self, codes: Array) -> Array:
+    """Vectors `[..., features]` of items with codes `[..., num_digits]`."""
+    codes = jnp.asarray(codes, jnp.int32)
+    if codes.shape[-1] != self.num_digits:
+      raise ConfigError(f"codes have {codes.shape[-1]} digits; this "
+                        f"CodeEmbedding has {self.num_digits}.")
+    valid = codes >= 0
+    rows = jnp.clip(codes, 0, self.codebook_size - 1)
+    digits = jnp.arange(self.num_digits)
+    vectors = self.embedding[digits, rows]  # [..., D, features]
+    vectors = vectors * valid[..., None]
+    count = jnp.maximum(jnp.sum(valid, axis=-1, keepdims=True), 1)
+    return jnp.sum(vectors, axis=-2) / count
+
+  def table(self) -> Array:
+    """The table `[num_digits, codebook_size, features]`."""
+    return self.embedding
 
 
 # Additive mask value for attention: finite, so rows with nothing to attend

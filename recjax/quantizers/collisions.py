@@ -1,6 +1,6 @@
 """Making semantic IDs unique: TIGER's extra level or Sinkhorn re-assignment.
 
-Two strategies, chosen in config:
+Three strategies, chosen in config:
 
 * "append" (TIGER): add one level; items sharing a full code get 0, 1, ...,
   n-1 there in item-index order, and every other item gets 0.
@@ -10,8 +10,11 @@ Two strategies, chosen in config:
   to the prefix's free last-level codes with an entropic (Sinkhorn) plan
   over their last-level distances, rounded greedily to distinct codes.
   Only displaced items change, and only in their last code.
+* "none" (VQ-Rec, RPG): keep the quantizer's codes; items may share one.
+  For models that read an item's codes as features and rank items by
+  index, never decode a code back into an item.
 
-Both are pure numpy and deterministic.
+All are pure numpy and deterministic.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 from recjax.errors import ConfigError
 from recjax.quantizers.diagnostics import group_index
 
-STRATEGIES = ("append", "sinkhorn")
+STRATEGIES = ("append", "sinkhorn", "none")
 
 
 def append_level(codes: np.ndarray,
@@ -156,13 +159,16 @@ def deduplicate(codes: np.ndarray, strategy: str = "append",
 
   Args:
     codes: int `[n, L]` quantizer codes.
-    strategy: "append" or "sinkhorn".
+    strategy: "append", "sinkhorn" or "none".
     last_distances: `[n, K]` last-level distances (for "sinkhorn").
     collision_codebook_size: fixed size of the extra level ("append").
 
   Returns:
-    int32 unique codes, `[n, L + 1]` for "append", `[n, L]` for "sinkhorn".
+    int32 codes: unique `[n, L + 1]` for "append", unique `[n, L]` for
+    "sinkhorn", `codes` unchanged for "none".
   """
+  if strategy == "none":
+    return np.asarray(codes, np.int32).copy()
   if strategy == "append":
     return append_level(codes, collision_codebook_size)
   if strategy == "sinkhorn":

@@ -6,6 +6,12 @@ centroids, and an item's code is the tuple of its D nearest sub-centroids.
 OPQ alternates (Ge et al., 2013): k-means in every sub-space of x R, then
 the orthogonal Procrustes update R = U V^T from the SVD of x^T y, where y
 is the current reconstruction. `rotate=False` gives plain PQ.
+
+Optionally the embeddings are first centred and projected on their
+`pca_dim` principal components, and whitened (each component scaled to unit
+variance), as RPG does before its OPQ: whitening spreads the energy over
+all sub-spaces, so every digit carries information. The projection is part
+of the tokenizer, so new items are encoded the same way.
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ class OPQConfig:
     kmeans_iters: Lloyd iterations of the first clustering (later ones are
       warm-started and use `kmeans_iters // 5 + 1`).
     progress: show a tqdm bar.
+    pca_dim: project on this many principal components first (0: keep the
+      embedding dimension, no projection unless `whiten`).
+    whiten: centre the embeddings and scale each principal component to
+      unit variance (RPG).
   """
 
   num_subspaces: int = 4
@@ -47,6 +57,8 @@ class OPQConfig:
   opq_iters: int = 10
   kmeans_iters: int = 25
   progress: bool = True
+  pca_dim: int = 0
+  whiten: bool = False
 
 
 def _split(x: jax.Array, parts: int) -> jax.Array:
@@ -71,6 +83,44 @@ def _pq_encode(x: jax.Array, rotation: jax.Array, codebooks: jax.Array):
   return codes.T, dist[-1], y
 
 
+def fit_pca(x: np.ndarray, dim: int, whiten: bool
+            ) -> tuple[np.ndarray, np.ndarray]:
+  """Centring vector and projection on the top principal components.
+
+  Args:
+    x: float `[n, d]` embeddings.
+    dim: components kept (`<= d`).
+    whiten: divide each component by its standard deviation.
+
+  Returns:
+    `(mean [d], matrix [d, dim])`, float32: `(x - mean) @ matrix`. Each
+    component's sign is fixed (largest entry positive), so equal inputs give
+    equal projections.
+  """
+  x = np.asarray(x, np.float64)
+  mean = x.mean(axis=0)
+  xc = x - mean
+  cov = xc.T @ xc / max(len(x) - 1, 1)
+  values, vectors = np.linalg.eigh(cov)  # Ascending.
+  order = np.argsort(-values, kind="stable")[:dim]
+  values, vectors = np.maximum(values[order], 0.0), vectors[:, order]
+  flip = np.sign(vectors[np.argmax(np.abs(vectors), axis=0),
+                         np.arange(dim)])
+  vectors = vectors * np.where(flip == 0, 1.0, flip)
+  if whiten:
+    vectors = vectors / np.sqrt(values + 1e-8 * max(values.max(), 1e-30))
+  return mean.astype(np.float32), vectors.astype(np.float32)
+
+
+def _project(params: dict, x) -> jax.Array:
+  """Applies the tokenizer's PCA projection, if it has one."""
+  x = jnp.asarray(x, jnp.float32)
+  if "pca_matrix" not in params:
+    return x
+  return jnp.dot(x - jnp.asarray(params["pca_mean"]),
+                 jnp.asarray(params["pca_matrix"]), precision=_HIGHEST)
+
+
 @register
 class OPQTokenizer(Tokenizer):
   """Rotation `[d, d]` and sub-space codebooks `[D, M, d / D]`."""
@@ -84,7 +134,8 @@ class OPQTokenizer(Tokenizer):
     return (int(cb.shape[1]),) * int(cb.shape[0])
 
   def _run(self, x: np.ndarray):
-    return _pq_encode(jnp.asarray(x), jnp.asarray(self.params["rotation"]),
+    return _pq_encode(_project(self.params, x),
+                      jnp.asarray(self.params["rotation"]),
                       jnp.asarray(self.params["codebooks"]))
 
   def encode_with_last_distances(self, x: np.ndarray):
@@ -92,9 +143,14 @@ class OPQTokenizer(Tokenizer):
     return np.asarray(codes, np.int32), np.asarray(dist)
 
   def reconstruct(self, x: np.ndarray) -> np.ndarray:
-    y = self._run(x)[2]
-    return np.asarray(jnp.dot(y, jnp.asarray(self.params["rotation"]).T,
-                              precision=_HIGHEST))
+    """Reconstruction in the input space (through the PCA, if any: with
+    fewer components than the input, the discarded ones are lost)."""
+    y = jnp.dot(self._run(x)[2], jnp.asarray(self.params["rotation"]).T,
+                precision=_HIGHEST)
+    if "pca_matrix" in self.params:
+      y = jnp.dot(y, jnp.linalg.pinv(jnp.asarray(self.params["pca_matrix"])),
+                  precision=_HIGHEST) + jnp.asarray(self.params["pca_mean"])
+    return np.asarray(y)
 
 
 def fit(x: np.ndarray, config: OPQConfig, key: jax.Array
@@ -110,15 +166,26 @@ def fit(x: np.ndarray, config: OPQConfig, key: jax.Array
     (tokenizer, codes int32 `[n, D]`, last-sub-space distances `[n, M]`).
 
   Raises:
-    ConfigError: `num_subspaces` does not divide the embedding dimension.
+    ConfigError: `num_subspaces` does not divide the (projected) embedding
+      dimension, or `pca_dim` exceeds the embedding dimension.
   """
-  n, d = x.shape
+  n, input_dim = x.shape
+  pca = {}
+  if config.pca_dim or config.whiten:
+    d = config.pca_dim or input_dim
+    if not 0 < d <= min(input_dim, n):
+      raise ConfigError(
+          f"pca_dim={config.pca_dim} must be in [1, {min(input_dim, n)}] "
+          f"(the embedding dimension {input_dim} and the {n} fitted items).")
+    mean, matrix = fit_pca(x, d, config.whiten)
+    pca = {"pca_mean": mean, "pca_matrix": matrix}
+  d = config.pca_dim or input_dim
   parts = config.num_subspaces
   if parts <= 0 or d % parts:
     raise ConfigError(
         f"num_subspaces={parts} must divide the embedding dimension {d} "
         f"(e.g. one of {[p for p in range(1, 65) if d % p == 0]}).")
-  xj = jnp.asarray(x, jnp.float32)
+  xj = _project(pca, x)
   rotation = jnp.eye(d, dtype=jnp.float32)
   xs = _split(xj, parts)
   keys = jax.random.split(key, parts)
@@ -133,6 +200,7 @@ def fit(x: np.ndarray, config: OPQConfig, key: jax.Array
     rotation = jnp.dot(u, vt, precision=_HIGHEST)
     xs = _split(jnp.dot(xj, rotation, precision=_HIGHEST), parts)
     cents = _refine(xs, cents, warm)
-  tok = OPQTokenizer(config, {"rotation": rotation, "codebooks": cents}, d)
+  tok = OPQTokenizer(config, {"rotation": rotation, "codebooks": cents,
+                             **pca}, input_dim)
   codes, dist = tok.encode_with_last_distances(x)
   return tok, codes, dist
