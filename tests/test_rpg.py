@@ -1,0 +1,246 @@
+"""Tests for the `rpg` family: exact scoring, graph decoding, heads, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import hypothesis
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from recjax.errors import ConfigError
+from recjax.models.base import top_k_items
+from recjax.models.rpg import RPGConfig
+from recjax.models.rpg import catalog_scores
+from recjax.models.rpg import graph as graph_lib
+from recjax.models.rpg import make_rpg
+from recjax.models.rpg.model import candidate_scores
+
+D, M, N = 4, 8, 30
+TINY = RPGConfig(hidden_dim=16, num_heads=2, num_layers=1, mlp_dim=16,
+                 max_length=6, codebook_size=M)
+
+
+class _Catalog:
+  name = "toy"
+
+  def __init__(self, n):
+    self.num_items = n
+
+
+def _codes(n=N, d=D, m=M, seed=0):
+  return np.random.default_rng(seed).integers(0, m, (n, d)).astype(np.int32)
+
+
+def _model(codes=None, config=TINY):
+  codes = _codes() if codes is None else codes
+  return make_rpg(_Catalog(len(codes)), config=config, codes=codes)
+
+
+def _params(model, seed=0):
+  return model.get_initial_variables(jax.random.key(seed),
+                                     {"input_items": (2, 6)})["params"]
+
+
+def _brute_scores(log_probs, codes):
+  b, n = log_probs.shape[0], codes.shape[0]
+  out = np.zeros((b, n))
+  for u in range(b):
+    for i in range(n):
+      out[u, i] = np.mean([log_probs[u, d, codes[i, d]]
+                           for d in range(codes.shape[1])])
+  return out
+
+
+@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.given(b=st.integers(1, 3), n=st.integers(1, 12),
+                  d=st.integers(1, 5), m=st.integers(1, 6),
+                  seed=st.integers(0, 1000))
+def test_catalog_scores_equal_brute_force(b, n, d, m, seed):
+  rng = np.random.default_rng(seed)
+  log_probs = rng.normal(size=(b, d, m)).astype(np.float32)
+  codes = rng.integers(0, m, (n, d)).astype(np.int32)
+  want = _brute_scores(log_probs, codes)
+  got = np.asarray(catalog_scores(jnp.asarray(log_probs), codes))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  cand = rng.integers(0, n, (b, 7)).astype(np.int32)
+  got_c = np.asarray(candidate_scores(jnp.asarray(log_probs), codes, cand))
+  np.testing.assert_allclose(got_c, np.take_along_axis(want, cand, 1),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_model_scores_are_mean_digit_log_probs():
+  model = _model()
+  params = _params(model)
+  hist = np.array([[-1, -1, 3, 4, 5, 6], [1, 2, 3, 4, 5, 29]], np.int32)
+  batch = {"input_items": hist}
+  log_p = np.asarray(model.last_log_probs(params, batch))
+  assert log_p.shape == (2, D, M)
+  np.testing.assert_allclose(np.exp(log_p).sum(-1), 1.0, rtol=1e-5)
+  scores = np.asarray(model.item_scores(params, batch))
+  np.testing.assert_allclose(scores, _brute_scores(log_p, model.codes),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_items_sharing_codes_tie_and_unseen_items_are_scored():
+  codes = _codes()
+  codes[7] = codes[3]  # No collision level: two items share all codes.
+  model = _model(codes)
+  params = _params(model)
+  scores = np.asarray(model.item_scores(params, {"input_items": np.array(
+      [[0, 1, 2, 4, 5, 6]], np.int32)}))
+  assert scores[0, 7] == scores[0, 3]
+  assert np.all(np.isfinite(scores))
+
+
+def test_heads_start_as_identity_and_each_digit_gets_its_gradient():
+  model = _model()
+  params = _params(model)
+  assert not np.any(np.asarray(params["head_kernel"]))
+  batch = {"input_items": np.array([[-1, 0, 1, 2, 3, 4]], np.int32),
+           "target_items": np.array([[-1, 1, 2, 3, 4, 5]], np.int32)}
+  # Move off the zero kernel so that every entry has a gradient.
+  params = dict(params, head_kernel=0.1 * jax.random.normal(
+      jax.random.key(1), params["head_kernel"].shape))
+  loss = lambda p: model.loss_fn(p, batch, None)[0]
+  grads = jax.grad(loss)(params)["head_kernel"]
+  assert np.all(np.abs(np.asarray(grads)).reshape(D, -1).max(axis=1) > 0)
+  # Central differences agree with the gradient, digit by digit.
+  for d in range(D):
+    eps = 1e-2
+    bump = jnp.zeros_like(params["head_kernel"]).at[d, 0, 1].set(eps)
+    up = loss(dict(params, head_kernel=params["head_kernel"] + bump))
+    down = loss(dict(params, head_kernel=params["head_kernel"] - bump))
+    np.testing.assert_allclose((up - down) / (2 * eps), grads[d, 0, 1],
+                               rtol=0.05, atol=1e-4)
+
+
+def test_loss_is_the_mean_code_cross_entropy_over_targets():
+  model = _model()
+  params = _params(model)
+  batch = {"input_items": np.array([[-1, -1, -1, 0, 1, 2]], np.int32),
+           "target_items": np.array([[-1, -1, -1, 1, 2, -1]], np.int32)}
+  loss, metrics = model.loss_fn(params, batch, None)
+  hidden = model.hidden_states(params, batch["input_items"])
+  log_p = np.asarray(model.digit_log_probs(params, hidden))[0]
+  want = np.mean([-np.mean(log_p[t, np.arange(D), model.codes[item]])
+                  for t, item in ((3, 1), (4, 2))])
+  assert float(loss) == pytest.approx(want, rel=1e-5)
+  assert float(metrics["num_tokens"]) == 2
+
+
+def _graph_setup(seed=0):
+  model = _model()
+  params = _params(model, seed)
+  params = dict(params, head_kernel=0.3 * jax.random.normal(
+      jax.random.key(seed), params["head_kernel"].shape))
+  hist = np.array([[-1, 0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10],
+                   [-1, -1, -1, -1, -1, 11]], np.int32)
+  log_p = model.last_log_probs(params, {"input_items": hist})
+  return model, params, hist, log_p
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+def test_complete_graph_equals_exact_scoring(exclude):
+  model, params, hist, log_p = _graph_setup()
+  graph = graph_lib.build_graph(model.code_table(params), model.codes,
+                                num_edges=N - 1)
+  excluded = hist if exclude else None
+  items, scores, scored = graph_lib.graph_decode(
+      log_p, model.codes, graph.neighbors, graph_lib.seed_items(N, 4),
+      hist[:, -2:], excluded, k=5, num_beams=8, num_steps=1)
+  exact, exact_scores = top_k_items(
+      catalog_scores(log_p, model.codes), 5, excluded)
+  np.testing.assert_array_equal(np.asarray(items), np.asarray(exact))
+  np.testing.assert_allclose(scores, exact_scores, rtol=1e-5)
+  assert np.all(np.asarray(scored) <= N + 4 + 2 * (N - 1) + 2)
+  if exclude:
+    for row, h in zip(np.asarray(items), hist):
+      assert not set(row) & set(h[h >= 0])
+
+
+@hypothesis.settings(max_examples=15, deadline=None)
+@hypothesis.given(edges=st.integers(1, 6), beams=st.integers(5, 10),
+                  steps=st.integers(0, 3), seed=st.integers(0, 50))
+def test_graph_decoding_returns_distinct_real_unexcluded_items(
+    edges, beams, steps, seed):
+  model, params, hist, log_p = _graph_setup(seed % 3)
+  graph = graph_lib.build_graph(model.code_table(params), model.codes,
+                                num_edges=edges)
+  items, scores, _ = graph_lib.graph_decode(
+      log_p, model.codes, graph.neighbors, graph_lib.seed_items(N, 3, seed),
+      hist[:, -2:], hist, k=5, num_beams=beams, num_steps=steps)
+  items, scores = np.asarray(items), np.asarray(scores)
+  exact = np.asarray(catalog_scores(log_p, model.codes))
+  for u, row in enumerate(items):
+    real = row[row >= 0]
+    assert len(set(real)) == len(real) and np.all(real < N)
+    assert not set(real) & set(hist[u][hist[u] >= 0])
+    np.testing.assert_allclose(scores[u, :len(real)], exact[u, real],
+                               rtol=1e-5)
+    assert np.all(np.diff(scores[u, :len(real)]) <= 0)
+
+
+def test_exact_graph_equals_brute_force_neighbours():
+  model, params, _, _ = _graph_setup()
+  table, codes = model.code_table(params), model.codes
+  graph = graph_lib.build_graph(table, codes, num_edges=5, method="exact",
+                                block=7)
+  unit = table / np.linalg.norm(table, axis=-1, keepdims=True)
+  sim = np.zeros((N, N))
+  for d in range(D):
+    sim += unit[d][codes[:, d]] @ unit[d][codes[:, d]].T
+  sim /= D
+  np.fill_diagonal(sim, -np.inf)
+  for i in range(N):
+    got = sim[i, graph.neighbors[i]]
+    assert i not in graph.neighbors[i]
+    np.testing.assert_allclose(np.sort(got)[::-1],
+                               np.sort(sim[i])[::-1][:5], rtol=1e-5)
+
+
+def test_ivf_graph_finds_most_exact_neighbours():
+  codes = _codes(n=400, d=D, m=M, seed=3)
+  model = _model(codes)
+  params = _params(model)
+  table = model.code_table(params)
+  exact = graph_lib.build_graph(table, codes, 10, method="exact")
+  ivf = graph_lib.build_graph(table, codes, 10, method="ivf",
+                              num_clusters=8, num_probes=4, reduced_dim=64)
+  assert ivf.neighbors.shape == (400, 10)
+  assert not np.any(ivf.neighbors == np.arange(400)[:, None])
+  vecs = graph_lib.item_vectors(table, codes)
+  sims = lambda nb: np.sum(vecs[:, None] * vecs[nb], -1).mean()
+  # The approximate neighbours are nearly as similar as the exact ones.
+  assert sims(ivf.neighbors) >= 0.9 * sims(exact.neighbors)
+
+
+def test_graph_of_another_catalog_is_refused():
+  model, params, _, _ = _graph_setup()
+  graph = graph_lib.build_graph(model.code_table(params), model.codes, 3)
+  graph.check(model.codes)
+  other = model.codes.copy()
+  other[0] = (other[0] + 1) % M
+  with pytest.raises(ConfigError, match="built for another catalog.*"
+                     "Rebuild it with build_graph"):
+    graph.check(other)
+  with pytest.raises(ConfigError, match=r"num_edges=30 must be in \[1, 29\]"):
+    graph_lib.build_graph(model.code_table(params), model.codes, N)
+
+
+def test_bad_codes_are_clear_errors():
+  with pytest.raises(ConfigError, match="has 4 digits per item but "
+                     "RPGConfig.num_digits=8; rebuild the codes with "
+                     "num_subspaces=8"):
+    _model(config=dataclasses.replace(TINY, num_digits=8))
+  with pytest.raises(ConfigError, match=r"codes must be in \[0, "
+                     r"codebook_size=8\)"):
+    _model(codes=_codes() + 1)
+  with pytest.raises(ConfigError, match="RPG needs item codes: bind "
+                     "make_rpg.codes_dir"):
+    make_rpg(_Catalog(N), config=TINY)
+  with pytest.raises(ConfigError, match="temperature must be > 0"):
+    RPGConfig(temperature=0.0)
