@@ -22,16 +22,91 @@ from __future__ import annotations
 
 import pathlib
 import sys
+from typing import Any
 
 import jax
 
 from recjax import checkpoints
 from recjax import evaluation
 from recjax import io_utils
+from recjax import item_sequences
 from recjax import run_lib
 from recjax import train_items
 from recjax.evaluation import EvalConfig
 from recjax.item_sequences import ItemDataConfig
+from recjax.models.base import ItemModel
+
+
+def restore(model_dir: str, data: ItemDataConfig,
+            model_fn: train_items.ModelFn, embeddings_dir: str | None,
+            checkpoint: str = "best"
+            ) -> tuple[item_sequences.ItemData, ItemModel, Any, int]:
+  """The data, model and restored parameters of an item-level run.
+
+  Args:
+    model_dir: the run directory of `recjax.train_items`.
+    data: the run's dataset and history length.
+    model_fn: the run's `model_fn`.
+    embeddings_dir: the run's frozen item embeddings, if it used any.
+    checkpoint: 'best' (by validation) or 'latest'.
+
+  Returns:
+    `(item_data, model, params, step)`.
+
+  Raises:
+    CheckpointError: no checkpoint of this model and catalog.
+  """
+  item_data, item_embeddings, model = train_items.build(
+      data, model_fn, embeddings_dir)
+  where = pathlib.Path(model_dir) / (
+      "best" if checkpoint == "best" else "checkpoints")
+  if not where.is_dir():  # Checked first: the Checkpointer would create it.
+    raise checkpoints.CheckpointError(
+        f"no {checkpoint} checkpoint in {model_dir} ({where} is missing); "
+        "train it first (python -m recjax.train_items) or point MODEL_DIR "
+        "at a trained run.")
+  ckpt = checkpoints.Checkpointer(
+      model_dir, train_items.model_meta(model, item_data.dataset, data,
+                                        item_embeddings),
+      best_metric="unused")
+  try:
+    params, step = ckpt.restore_params(best=checkpoint == "best")
+  finally:
+    ckpt.close()
+  return item_data, model, jax.tree.map(jax.numpy.asarray, params), step
+
+
+def load_run(model_dir: str, checkpoint: str = "best"
+             ) -> tuple[item_sequences.ItemData, ItemModel, Any, int]:
+  """`restore` of an item-level run from its `run.json` and `config.gin`.
+
+  Args:
+    model_dir: the run directory.
+    checkpoint: 'best' or 'latest'.
+
+  Returns:
+    `(item_data, model, params, step)`.
+
+  Raises:
+    ConfigError: not an item-level run.
+  """
+  import gin  # pylint: disable=g-import-not-at-top
+
+  from recjax import eval as eval_lib  # pylint: disable=g-import-not-at-top
+  desc = run_lib.read_run(model_dir)
+  if desc["kind"] != "item":
+    raise train_items.ConfigError(
+        f"{model_dir} is a {desc['kind']!r} run; load_run restores "
+        "item-level runs (python -m recjax.train_items).")
+  entry = desc["entry"]
+  run_lib.parse_run_config(model_dir)
+  arg = eval_lib._train_arg  # pylint: disable=protected-access
+  try:
+    return restore(str(model_dir), arg(entry, "data"),
+                   arg(entry, "model_fn"), arg(entry, "embeddings_dir"),
+                   checkpoint)
+  finally:
+    gin.clear_config()
 
 
 def evaluate_items(*, model_dir: str,
@@ -71,25 +146,9 @@ def evaluate_items(*, model_dir: str,
   if checkpoint not in ("best", "latest"):
     raise train_items.ConfigError(
         f"checkpoint={checkpoint!r}: use 'best' or 'latest'.")
-  item_data, item_embeddings, model = train_items.build(
-      data, model_fn, embeddings_dir)
+  item_data, model, params, step = restore(
+      model_dir, data, model_fn, embeddings_dir, checkpoint)
   batches = item_data.eval_batches(split)  # Checks the split name.
-  where = pathlib.Path(model_dir) / (
-      "best" if checkpoint == "best" else "checkpoints")
-  if not where.is_dir():  # Checked first: the Checkpointer would create it.
-    raise checkpoints.CheckpointError(
-        f"no {checkpoint} checkpoint in {model_dir} ({where} is missing); "
-        "train it first (python -m recjax.train_items) or point MODEL_DIR "
-        "at a trained run.")
-  ckpt = checkpoints.Checkpointer(
-      model_dir, train_items.model_meta(model, item_data.dataset, data,
-                                        item_embeddings),
-      best_metric="unused")
-  try:
-    params, step = ckpt.restore_params(best=checkpoint == "best")
-  finally:
-    ckpt.close()
-  params = jax.tree.map(jax.numpy.asarray, params)
   evaluator = evaluation.RankingEvaluator(model, config=eval_config)
   every, unseen = evaluator.predict_both(params, batches)
   results: dict[str, float] = {"step": float(step)}

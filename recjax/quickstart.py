@@ -36,12 +36,17 @@ from recjax.models import popularity
 
 TASK = "tiger_movielens_100k_quickstart"
 EXPERIMENT = "experiments/quickstart_movielens_100k.gin"
+RPG_EXPERIMENT = "experiments/quickstart_rpg_movielens_100k.gin"
 # Semantic IDs sized for 1,682 movies: 3 levels of 64 codes (+ collisions).
 RQVAE_CONFIG = {"num_levels": 3, "codebook_size": 64, "epochs": 300,
                 "num_user_buckets": 2000}
 # Each user's most recent training prefixes (TIGER expands all 97k; the
 # most recent 30 per user train 4 epochs in the time of one).
 MAX_TRAIN_PREFIXES = 30
+# RPG's codes: whitened OPQ, fitted on the training items, no collision level
+# (its digit count is set in RPG_EXPERIMENT's comment and here).
+RPG_CODES = {"method": "opq", "num_subspaces": 32, "codebook_size": 256,
+             "whiten": True, "collisions": "none", "fit_on": "train"}
 
 
 def _stage(n: int, total: int, text: str) -> float:
@@ -62,7 +67,7 @@ def run(out_dir: str = "runs/quickstart",
         gin_bindings: tuple[str, ...] = ()) -> dict[str, Any]:
   """Runs the pipeline; returns the metrics written to `metrics.json`."""
   out = pathlib.Path(out_dir).absolute()
-  total = 5
+  total = 6
   t = _stage(1, total, "dataset: MovieLens-100K (pinned recbole==1.2.1 "
              "wheel)")
   ds = dataset_stage.prepare("movielens_100k", out / "dataset")
@@ -108,6 +113,8 @@ def run(out_dir: str = "runs/quickstart",
 
   t = _stage(5, total, "eval: constrained beam search (20 beams) on test")
   results = gin.get_configurable("recjax.eval.evaluate")()
+  gin.clear_config()
+  rpg = train_rpg(out, gin_bindings)
   popular = popularity.evaluate(ds)
   pop, pop_excl = _strip(popular, "test/"), _strip(popular, "test_excl/")
   metrics: dict[str, Any] = dict(results)
@@ -118,11 +125,16 @@ def run(out_dir: str = "runs/quickstart",
   metrics.update({f"markov/{k}": v for k, v in _strip(chain, "test/").items()})
   metrics.update({f"markov_excl/{k}": v
                   for k, v in _strip(chain, "test_excl/").items()})
+  metrics.update({f"rpg/{k}": v for k, v in _strip(rpg, "test/").items()})
+  metrics.update({f"rpg_excl/{k}": v
+                  for k, v in _strip(rpg, "test_excl/").items()})
   rows = {
       "TIGER (all items)": _strip(results, "test/"),
+      "RPG (all items)": _strip(rpg, "test/"),
       "transitions (all items)": _strip(chain, "test/"),
       "most popular (all items)": pop,
       "TIGER (seen items excluded)": _strip(results, "test_excl/"),
+      "RPG (seen items excluded)": _strip(rpg, "test_excl/"),
       "transitions (seen items excluded)": _strip(chain, "test_excl/"),
       "most popular (seen items excluded)": pop_excl,
   }
@@ -139,6 +151,34 @@ def run(out_dir: str = "runs/quickstart",
   print()
   print(next_steps(out / "tiger", histories, out / "recs.jsonl"))
   return metrics
+
+
+def train_rpg(out: pathlib.Path, gin_bindings: tuple[str, ...] = ()
+              ) -> dict[str, float]:
+  """Stage 6: RPG's codes and model; returns its test metrics."""
+  import gin  # pylint: disable=g-import-not-at-top
+
+  from recjax import gin_utils  # pylint: disable=g-import-not-at-top
+  from recjax import pipeline  # pylint: disable=g-import-not-at-top
+  from recjax import semantic_ids  # pylint: disable=g-import-not-at-top
+  t = _stage(6, 6, f"RPG: 32-digit OPQ codes, parallel digit heads "
+             f"({RPG_EXPERIMENT})")
+  config = dict(RPG_CODES)
+  codes = semantic_ids.semantic_ids_stage(
+      out / "embeddings", out / "dataset", out / "rpg_codes",
+      method=config.pop("method"), seed=0, progress=False, **config)
+  data = pipeline.DataSource("ML-100K", "movielens_100k")
+  bindings = [f"MODEL_DIR = '{out / 'rpg'}'", f"CODES_DIR = '{codes}'"]
+  bindings += data.item_data_bindings(out / "item_data")
+  gin.clear_config()
+  try:
+    gin_utils.parse_gin(["runs/train_items.gin", "models/rpg.gin",
+                         RPG_EXPERIMENT], bindings + list(gin_bindings))
+    results = gin.get_configurable("recjax.train_items.train_items")()
+  finally:
+    gin.clear_config()
+  print(f"  done in {time.time() - t:.0f}s")
+  return dict(results)
 
 
 def write_example_histories(ds: CanonicalDataset,

@@ -99,3 +99,10 @@ def test_deduplicate_dispatch():
                                 np.zeros((2, 2))).shape == (2, 2)
   with pytest.raises(ConfigError, match="not a strategy"):
     collisions.deduplicate(codes, "random")
+
+
+def test_no_deduplication_keeps_shared_codes():
+  codes = np.array([[0, 1], [0, 1], [2, 3]])
+  kept = collisions.deduplicate(codes, "none")
+  np.testing.assert_array_equal(kept, codes)
+  assert kept.dtype == np.int32 and kept is not codes

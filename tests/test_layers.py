@@ -1,5 +1,6 @@
 """Tests of recjax.models.layers: the shared causal block and helpers."""
 
+import flax.linen as nn
 import hypothesis
 import hypothesis.strategies as st
 import jax
@@ -7,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from recjax.errors import ConfigError
 from recjax.models import layers
 
 
@@ -55,3 +57,21 @@ def test_block_parameter_names_are_the_recorded_ones():
     assert set(params) == {"attention", "mlp"} | names
     assert set(params["attention"]) == {"query", "key", "value", "out"}
     assert set(params["mlp"]) == {"wi", "wo"}
+
+
+def test_code_embedding_is_the_mean_of_the_present_digits():
+  emb = layers.CodeEmbedding(num_digits=3, codebook_size=4, features=5)
+  codes = np.array([[0, 1, 2], [3, -1, 3], [-1, -1, -1]], np.int32)
+  params = emb.init(jax.random.key(0), codes)["params"]
+  table = np.asarray(nn.meta.unbox(params)["embedding"])
+  assert table.shape == (3, 4, 5)
+  out = np.asarray(emb.apply({"params": params}, codes))
+  np.testing.assert_allclose(out[0], (table[0, 0] + table[1, 1] +
+                                      table[2, 2]) / 3, rtol=1e-6)
+  # A missing digit (-1) is left out of the mean; no digit at all: zeros.
+  np.testing.assert_allclose(out[1], (table[0, 3] + table[2, 3]) / 2,
+                             rtol=1e-6)
+  np.testing.assert_array_equal(out[2], np.zeros(5))
+  with pytest.raises(ConfigError, match="codes have 2 digits; this "
+                     "CodeEmbedding has 3"):
+    emb.apply({"params": params}, codes[:, :2])

@@ -56,3 +56,26 @@ def test_subspaces_must_divide_the_dimension():
   with pytest.raises(ConfigError, match="must divide the embedding "
                      "dimension 8"):
     pq.fit(_correlated(), pq.OPQConfig(num_subspaces=3), jax.random.key(0))
+
+
+@pytest.mark.parametrize("pca_dim", [0, 4])
+def test_whitened_pca_gives_unit_covariance_and_round_trips(tmp_path,
+                                                            pca_dim):
+  x = _correlated(seed=2)
+  cfg = pq.OPQConfig(num_subspaces=2, codebook_size=4, opq_iters=2,
+                     whiten=True, pca_dim=pca_dim, progress=False)
+  tok, codes, _ = pq.fit(x, cfg, jax.random.key(0))
+  dim = pca_dim or 8
+  assert tok.params["pca_matrix"].shape == (8, dim)
+  z = (x - tok.params["pca_mean"]) @ tok.params["pca_matrix"]
+  np.testing.assert_allclose(np.cov(z.T), np.eye(dim), atol=1e-3)
+  # Components ordered by variance, signs fixed: equal input, equal codes.
+  again, codes2, _ = pq.fit(x.copy(), cfg, jax.random.key(0))
+  np.testing.assert_array_equal(codes, codes2)
+  tok.save(tmp_path / "t")
+  new = _correlated(n=10, seed=9)
+  np.testing.assert_array_equal(load_tokenizer(tmp_path / "t").encode(new),
+                                tok.encode(new))
+  assert np.isfinite(tok.reconstruction_errors(x)["reconstruction_mse"])
+  with pytest.raises(ConfigError, match=r"pca_dim=9 must be in \[1, 8\]"):
+    pq.fit(x, pq.OPQConfig(pca_dim=9), jax.random.key(0))

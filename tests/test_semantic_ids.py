@@ -139,3 +139,43 @@ def test_stage_writes_artifacts_noop_rerun_and_cold_start(tmp_path, capsys,
     semantic_ids.semantic_ids_stage(emb_dir, ds_dir, out, "rqkmeans",
                                     seed=1, num_levels=2, codebook_size=4)
   np.testing.assert_array_equal(semantic_ids.load_codes(out), codes)
+
+
+def test_fit_on_training_items_ignores_the_held_out_ones():
+  """fit_on='train' fits on items in some history's training part only:
+  moving a held-out item's embedding changes no other item's code, and
+  collisions='none' keeps the quantizer's (possibly shared) codes."""
+  items = ItemTable([f"i{i}" for i in range(N)],
+                    {"title": [f"item {i}" for i in range(N)]})
+  rng = np.random.default_rng(0)
+  # Items 90..95 appear only as the last (test) or second-to-last item.
+  seqs = [list(rng.integers(0, 90, 6)) + [90 + u % 6, 90 + (u + 1) % 6]
+          for u in range(40)]
+  ds = from_sequences("tiny", items, [f"u{u}" for u in range(40)], seqs)
+  np.testing.assert_array_equal(semantic_ids.training_items(ds),
+                                np.unique(np.concatenate(
+                                    [s[:-2] for s in ds.sequences()])))
+  assert not set(range(90, 96)) & set(semantic_ids.training_items(ds))
+  kw = dict(num_subspaces=2, codebook_size=4, opq_iters=2, progress=False,
+            collisions="none", fit_on="train")
+  x = _emb()
+  res = semantic_ids.build(ds, x, "opq", seed=0, **kw)
+  assert res.codes.shape == (N, 2)
+  np.testing.assert_array_equal(res.codes, res.base_codes)
+  assert res.report["fit_items"] == len(semantic_ids.training_items(ds))
+  moved = x.copy()
+  moved[93] += 100.0
+  res2 = semantic_ids.build(ds, moved, "opq", seed=0, **kw)
+  np.testing.assert_array_equal(np.delete(res2.codes, 93, 0),
+                                np.delete(res.codes, 93, 0))
+  # fit_on='all' does see it.
+  res3 = semantic_ids.build(ds, moved, "opq", seed=0,
+                            **dict(kw, fit_on="all"))
+  assert not np.array_equal(np.delete(res3.codes, 93, 0),
+                            np.delete(res.codes, 93, 0))
+  with pytest.raises(ConfigError, match="fit_on='everything'; choose one "
+                     "of"):
+    semantic_ids.build(ds, x, "opq", **dict(kw, fit_on="everything"))
+  with pytest.raises(ConfigError, match="fit_on='train' is not supported "
+                     "by method 'letter'"):
+    semantic_ids.build(ds, x, "letter", fit_on="train", **RQVAE)

@@ -1,0 +1,217 @@
+"""RPG decoding: graph beams against exact scoring and TIGER's beam search.
+
+Three tables, all measured in one run on this machine:
+
+1. Agreement (a trained RPG run, `--model_dir`): for each graph setting
+   (beams x edges x steps), the share of exact scoring's top-10 that graph
+   decoding's top-10 finds, and the share of the catalog it scores, over
+   the test users; and the graph's build time.
+2. Throughput at `--batch` users: exact scoring, graph decoding, and the
+   TIGER-size constrained beam search of `benchmarks/decode.py` (4-token
+   IDs, 20 beams) over a catalog of the same size; users/s and the ratio.
+3. Scaling: graph decoding over synthetic catalogs of `--catalogs` items
+   (random codes, the trained code table, an IVF graph): users/s per size,
+   the slowdown against the smallest, and each graph's build time.
+
+  python benchmarks/rpg_decode.py --model_dir runs/.../rpg-cpu/seed0
+  python benchmarks/rpg_decode.py --model_dir D --catalogs 12000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import pathlib
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import decode as tiger_decode  # noqa: E402
+
+from recjax import eval_items  # noqa: E402
+from recjax.models.base import top_k_items  # noqa: E402
+from recjax.models.rpg import catalog_scores  # noqa: E402
+from recjax.models.rpg import graph as graph_lib  # noqa: E402
+from recjax.trie import ItemTrie  # noqa: E402
+
+K = 10
+
+
+def _timed(fn, repeats: int) -> float:
+  fn()  # Compile.
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def _ready(fn) -> None:
+  jax.block_until_ready(fn()[0])
+
+
+def _test_batch(item_data, limit: int) -> dict[str, np.ndarray]:
+  rows = [b for b in item_data.eval_batches("test")]
+  hist = np.concatenate([b["input_items"] for b in rows])[:limit]
+  mask = np.concatenate([b["mask"] for b in rows])[:limit]
+  return {"input_items": hist[mask]}
+
+
+def agreement(model, params, hist: np.ndarray, settings, num_seeds: int,
+              history_seeds: int) -> list[dict[str, Any]]:
+  """Table 1: top-10 agreement and catalog share per graph setting."""
+  log_p = jax.jit(model.last_log_probs)(params, {"input_items": hist})
+  exact = np.asarray(top_k_items(catalog_scores(log_p, model.codes), K,
+                                 hist)[0])
+  table, codes = model.code_table(params), model.codes
+  rows, graphs = [], {}
+  for beams, edges, steps in settings:
+    if edges not in graphs:
+      graphs[edges] = graph_lib.build_graph(table, codes, edges)
+    graph = graphs[edges]
+    items, _, scored = graph_lib.graph_decode(
+        log_p, codes, graph.neighbors,
+        graph_lib.seed_items(len(codes), num_seeds), hist[:, -history_seeds:],
+        hist, k=K, num_beams=beams, num_steps=steps)
+    items = np.asarray(items)
+    found = np.mean([len(set(a) & set(b)) / K for a, b in zip(items, exact)])
+    rows.append({"beams": beams, "edges": edges, "steps": steps,
+                 "top10_agreement": float(found),
+                 "catalog_scored": float(np.mean(scored)) / len(codes),
+                 "graph_build_s": graph.build_seconds,
+                 "graph_method": graph.method})
+  return rows
+
+
+def throughput(model, params, hist: np.ndarray, beams: int, edges: int,
+               steps: int, num_seeds: int, history_seeds: int,
+               repeats: int) -> list[dict[str, Any]]:
+  """Table 2: users/s of exact, graph and TIGER's constrained beam."""
+  n, batch = model.num_items, len(hist)
+  codes = model.codes
+  graph = graph_lib.build_graph(model.code_table(params), codes, edges)
+  seeds = jnp.asarray(graph_lib.seed_items(n, num_seeds))
+  hist_j = jnp.asarray(hist)
+  encode = jax.jit(lambda p, h: model.last_log_probs(p, {"input_items": h}))
+
+  @jax.jit
+  def exact(p, h):
+    return top_k_items(catalog_scores(encode(p, h), codes), K, h)[0]
+
+  @jax.jit
+  def graph_fn(p, h):
+    return graph_lib.graph_decode(
+        encode(p, h), codes, graph.neighbors, seeds, h[:, -history_seeds:],
+        h, k=K, num_beams=beams, num_steps=steps)[0]
+
+  t_exact = _timed(lambda: jax.block_until_ready(exact(params, hist_j)),
+                   repeats)
+  t_graph = _timed(lambda: jax.block_until_ready(graph_fn(params, hist_j)),
+                   repeats)
+  tiger = tiger_decode.tiger_model()
+  tcodes = tiger_decode.random_catalog(n)
+  trie = ItemTrie.build(tcodes, tiger.layout)
+  enc = tiger_decode.user_batch(tiger, tcodes, batch)
+  tparams = tiger.get_initial_variables(
+      jax.random.key(0), {"encoder_input_tokens": enc.shape,
+                          "decoder_input_tokens": (batch, 4)})["params"]
+  t_tiger, _ = tiger_decode.time_recjax(tiger, tparams, trie, enc, 20, True,
+                                        repeats)
+  return [{"decoder": name, "catalog": n, "batch": batch,
+           "users_per_s": batch / t, "vs_tiger": t_tiger / t}
+          for name, t in (("rpg_exact", t_exact), ("rpg_graph", t_graph),
+                          ("tiger_beam20", t_tiger))]
+
+
+def scaling(table: np.ndarray, num_digits: int, catalogs, batch: int,
+            beams: int, edges: int, steps: int, num_seeds: int,
+            repeats: int) -> list[dict[str, Any]]:
+  """Table 3: graph decoding users/s over synthetic catalogs."""
+  rows = []
+  rng = np.random.default_rng(0)
+  m = table.shape[1]
+  log_p = jax.nn.log_softmax(jnp.asarray(
+      rng.normal(size=(batch, num_digits, m)), jnp.float32), axis=-1)
+  for n in catalogs:
+    codes = rng.integers(0, m, (n, num_digits)).astype(np.int32)
+    graph = graph_lib.build_graph(table, codes, edges)
+    hist = jnp.asarray(rng.integers(0, n, (batch, 2)), jnp.int32)
+    seeds = jnp.asarray(graph_lib.seed_items(n, num_seeds))
+    run = functools.partial(
+        graph_lib.graph_decode, log_p, jnp.asarray(codes),
+        jnp.asarray(graph.neighbors), seeds, hist, hist, k=K,
+        num_beams=beams, num_steps=steps)
+    t = _timed(functools.partial(_ready, run), repeats)
+    rows.append({"catalog": n, "users_per_s": batch / t,
+                 "graph_build_s": graph.build_seconds,
+                 "graph_method": graph.method})
+  base = rows[0]["users_per_s"]
+  for row in rows:
+    row["slowdown"] = base / row["users_per_s"]
+  return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--model_dir", required=True, help="a trained rpg run")
+  p.add_argument("--users", type=int, default=2048,
+                 help="test users of the agreement table")
+  p.add_argument("--batch", type=int, default=256)
+  p.add_argument("--settings", default="20x50x3,20x100x3,20x200x3,"
+                 "50x50x3,10x50x3",
+                 help="beams x edges x steps, comma separated")
+  p.add_argument("--beams", type=int, default=20,
+                 help="graph setting of the throughput and scaling tables")
+  p.add_argument("--edges", type=int, default=50)
+  p.add_argument("--steps", type=int, default=3)
+  p.add_argument("--num_seeds", type=int, default=64)
+  p.add_argument("--history_seeds", type=int, default=2)
+  p.add_argument("--catalogs", type=int, nargs="*", default=[],
+                 help="synthetic catalog sizes of the scaling table")
+  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--json", action="store_true", help="one JSON per row")
+  args = p.parse_args(argv)
+
+  item_data, model, params, step = eval_items.load_run(args.model_dir)
+  hist = _test_batch(item_data, args.users)["input_items"]
+  print(f"{args.model_dir}: step {step}, {model.num_items:,} items, "
+        f"{model.config.num_digits} digits, {len(hist):,} test users",
+        flush=True)
+  settings = [tuple(int(v) for v in s.split("x"))
+              for s in args.settings.split(",")]
+  tables = {
+      "agreement": agreement(model, params, hist, settings, args.num_seeds,
+                             args.history_seeds),
+      "throughput": throughput(model, params, hist[:args.batch], args.beams,
+                               args.edges, args.steps, args.num_seeds,
+                               args.history_seeds, args.repeats)}
+  if args.catalogs:
+    tables["scaling"] = scaling(
+        model.code_table(params), model.config.num_digits, args.catalogs,
+        args.batch, args.beams, args.edges, args.steps, args.num_seeds,
+        args.repeats)
+  for name, rows in tables.items():
+    if args.json:
+      for row in rows:
+        print(json.dumps({"table": name, **row}))
+      continue
+    print(f"\n{name}")
+    keys = list(rows[0])
+    print("  ".join(f"{k:>16}" for k in keys))
+    for row in rows:
+      print("  ".join(f"{v:>16.4g}" if isinstance(v, float) else f"{v!s:>16}"
+                      for v in row.values()))
+
+
+if __name__ == "__main__":
+  main()
