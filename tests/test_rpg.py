@@ -285,3 +285,22 @@ def test_rpg_run_resumes_exactly(tmp_path):
   assert {r["step"] for r in new} == {10}  # Only the remaining steps ran.
   for key in ("test/ndcg@10", "test_excl/recall@10", "best_step"):
     assert resumed[key] == full[key], key
+
+
+def test_target_fraction_samples_real_targets_in_training_only():
+  cfg = dataclasses.replace(TINY, target_fraction=0.25)
+  model = _model(config=cfg)
+  params = _params(model)
+  rng = np.random.default_rng(0)
+  batch = {"input_items": rng.integers(0, N, (8, 6)).astype(np.int32),
+           "target_items": rng.integers(0, N, (8, 6)).astype(np.int32)}
+  batch["target_items"][:, :2] = -1  # 32 real targets on a grid of 48.
+  _, train = model.loss_fn(params, batch, jax.random.key(0))
+  assert float(train["num_tokens"]) == 12  # 0.25 x 48, all real.
+  _, other = model.loss_fn(params, batch, jax.random.key(1))
+  assert float(other["cross_ent_loss"]) != float(train["cross_ent_loss"])
+  _, full = model.loss_fn(params, batch, None)  # No rng: every target.
+  assert float(full["num_tokens"]) == 32
+  with pytest.raises(ConfigError, match=r"target_fraction must be in "
+                     r"\(0, 1\]"):
+    RPGConfig(target_fraction=0.0)

@@ -78,6 +78,11 @@ class RPGConfig:
     init_std: std of the normal initialisation.
     temperature: tau of the cosine logits (paper: 0.03 on Beauty).
     norm: "pre" (GPT-2) or "post" LayerNorm.
+    target_fraction: 1.0 (RPG: every position with a next item is a
+      target), or, in training, a random subset of the real targets of at
+      most this fraction of the `[batch, length]` grid (a CPU economy for
+      dense histories: a step costs about targets x D x M x width, and
+      neighbouring positions of a history carry similar signal).
   """
 
   num_items: int = 0
@@ -96,6 +101,7 @@ class RPGConfig:
   init_std: float = 0.02
   temperature: float = 0.03
   norm: str = "pre"
+  target_fraction: float = 1.0
 
   def __post_init__(self):
     for name in ("hidden_dim", "num_layers", "num_heads", "mlp_dim",
@@ -117,6 +123,9 @@ class RPGConfig:
     if self.activation not in ACTIVATIONS:
       raise ConfigError(f"RPGConfig.activation={self.activation!r}; use one "
                         f"of {sorted(ACTIVATIONS)}.")
+    if not 0.0 < self.target_fraction <= 1.0:
+      raise ConfigError(f"RPGConfig.target_fraction must be in (0, 1], got "
+                        f"{self.target_fraction}.")
     if self.norm not in ("pre", "post"):
       raise ConfigError(f"RPGConfig.norm={self.norm!r}; use 'pre' or "
                         "'post'.")
@@ -332,9 +341,17 @@ class RPGModel(ItemModel):
       mean), `accuracy` (targets whose every digit is predicted first) and
       `num_tokens`.
     """
+    sample_rng = None
+    if dropout_rng is not None and self.config.target_fraction < 1.0:
+      dropout_rng, sample_rng = jax.random.split(dropout_rng)
     hidden = self.hidden_states(params, batch["input_items"], dropout_rng)
     targets = jnp.asarray(batch["target_items"], jnp.int32).reshape(-1)
     hidden = hidden.reshape(-1, hidden.shape[-1])
+    if sample_rng is not None:  # A random subset of the real targets.
+      cap = max(int(targets.shape[0] * self.config.target_fraction), 1)
+      keys = jax.random.uniform(sample_rng, targets.shape)
+      _, rows = jax.lax.top_k(jnp.where(targets >= 0, keys, -1.0), cap)
+      hidden, targets = hidden[rows], targets[rows]
     real = targets >= 0
     num = jnp.sum(real)
     size = targets.shape[0]
