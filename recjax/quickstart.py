@@ -172,8 +172,8 @@ def train_rpg(out: pathlib.Path, gin_bindings: tuple[str, ...] = ()
   bindings += data.item_data_bindings(out / "item_data")
   gin.clear_config()
   try:
-    gin_utils.parse_gin(["runs/train_items.gin", "models/rpg.gin",
-                         RPG_EXPERIMENT], bindings + list(gin_bindings))
+    gin_utils.parse_gin(["runs/train_items.gin", RPG_EXPERIMENT],
+                        bindings + list(gin_bindings))
     results = gin.get_configurable("recjax.train_items.train_items")()
   finally:
     gin.clear_config()

@@ -59,6 +59,17 @@ def embeddings(tmp_path_factory):
   return str(embed.embed_stage(root / "dataset", root / "minilm"))
 
 
+@pytest.fixture(scope="module")
+def codes(embeddings, tmp_path_factory):
+  """RPG's codes of the synthetic items: 4-digit OPQ, no collision level."""
+  from recjax import semantic_ids  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("gin_codes")
+  dataset = pathlib.Path(embeddings).parent / "dataset"
+  return str(semantic_ids.semantic_ids_stage(
+      embeddings, dataset, root / "codes", method="opq", num_subspaces=4,
+      codebook_size=8, collisions="none", fit_on="train", progress=False))
+
+
 def _unused(files, bindings, tmp_path):
   """Parses, dry-runs `recjax.train.run`; returns the unread bindings."""
   gin.clear_config()
@@ -91,11 +102,11 @@ def _generative_bindings(tiny_task):
 @pytest.mark.parametrize("experiment", sorted(
     p.name for p in (GIN_DIR / "experiments").glob("*.gin")))
 def test_every_binding_of_an_experiment_is_read(experiment, tiny_task,
-                                                embeddings, tmp_path):
+                                                embeddings, codes, tmp_path):
   text = (GIN_DIR / "experiments" / experiment).read_text()
-  if "sasrec" in text or "ItemDataConfig" in text:
+  if "sasrec" in text or "ItemDataConfig" in text or "rpg" in text:
     files = ["runs/train_items.gin", f"experiments/{experiment}"]
-    extra = DATA_BINDINGS
+    extra = DATA_BINDINGS + [f"CODES_DIR = {codes!r}"] * ("rpg" in text)
   else:
     files = ["runs/train.gin", f"experiments/{experiment}"]
     extra = _generative_bindings(tiny_task)
@@ -104,7 +115,7 @@ def test_every_binding_of_an_experiment_is_read(experiment, tiny_task,
 
 @pytest.mark.parametrize("method", registry.list_methods())
 def test_every_binding_of_a_method_and_its_schedules_is_read(
-    method, tiny_task, embeddings, tmp_path):
+    method, tiny_task, embeddings, codes, tmp_path):
   spec = registry.get_method(method)
   schedules = sorted({f for f in spec.schedules.values() if f}) or [None]
   for schedule in schedules:
@@ -116,6 +127,8 @@ def test_every_binding_of_a_method_and_its_schedules_is_read(
     elif spec.kind == registry.ITEM:
       files = ["runs/train_items.gin"] + files
       bindings += DATA_BINDINGS + [f"EMBEDDINGS_DIR = {embeddings!r}"]
+      if registry.SEMANTIC_IDS in spec.all_needs:
+        bindings.append(f"CODES_DIR = {codes!r}")
     else:
       files = ["runs/train.gin"] + files
       bindings += _generative_bindings(tiny_task)

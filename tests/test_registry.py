@@ -41,9 +41,9 @@ def test_every_spec_is_complete_and_resolvable():
       assert registry.CF_EMBEDDINGS in method.all_needs
     if method.kind == registry.GENERATIVE:
       assert method.semantic_ids["method"] in ("rqvae", "letter")
-    for anchor in method.anchors:
-      assert set(anchor.metrics) == {"recall@5", "ndcg@5", "recall@10",
-                                     "ndcg@10"}
+    for anchor in method.anchors:  # What a paper reports, of these four.
+      assert {"recall@10", "ndcg@10"} <= set(anchor.metrics) <= {
+          "recall@5", "ndcg@5", "recall@10", "ndcg@10"}, anchor
 
 
 def test_no_family_imports_another():
