@@ -304,3 +304,26 @@ def test_target_fraction_samples_real_targets_in_training_only():
   with pytest.raises(ConfigError, match=r"target_fraction must be in "
                      r"\(0, 1\]"):
     RPGConfig(target_fraction=0.0)
+
+
+def test_codes_of_another_catalog_name_the_file_and_the_fix(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+
+  from recjax import embed  # pylint: disable=g-import-not-at-top
+  codes = _codes(n=20)
+  stage = tmp_path / "sid"
+  stage.mkdir()
+  np.save(stage / "codes.npy", codes)
+  (stage / "manifest.json").write_text(json.dumps(
+      {"codes_checksum": embed.array_checksum(codes)}))
+  (stage / "config.json").write_text(json.dumps(
+      {"method_config": {"codebook_size": 16}}))
+  model = make_rpg(_Catalog(20), config=TINY, codes_dir=str(stage))
+  assert model.config.codebook_size == 16 and model.config.num_digits == D
+  with pytest.raises(ConfigError, match=r"sid/codes.npy has shape "
+                     r"\(20, 4\), but dataset 'toy' has 30 items; build the "
+                     "codes of this dataset"):
+    make_rpg(_Catalog(N), config=TINY, codes_dir=str(stage))
+  with pytest.raises(ConfigError, match="is not a semantic-ID stage "
+                     "directory"):
+    make_rpg(_Catalog(N), config=TINY, codes_dir=str(tmp_path / "none"))

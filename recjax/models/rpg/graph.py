@@ -105,8 +105,11 @@ def item_vectors(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnums=(2,))
-def _block_top(queries: Array, keys: Array, k: int) -> tuple[Array, Array]:
+def _block_top(queries: Array, keys: Array, k: int,
+               key_valid: Array | None = None) -> tuple[Array, Array]:
   sims = jnp.dot(queries, keys.T, precision=jax.lax.Precision.HIGHEST)
+  if key_valid is not None:  # Padding keys never win.
+    sims = jnp.where(key_valid[None], sims, -jnp.inf)
   return jax.lax.top_k(sims, k)
 
 
@@ -206,14 +209,9 @@ def _ivf_neighbors(vecs: np.ndarray, num_edges: int, num_clusters: int,
     q[:len(rows)] = vecs[rows]
     keys = np.zeros((cn, vecs.shape[1]), np.float32)
     keys[:len(cand)] = vecs[cand]
-    sims, idx = _block_top(jnp.asarray(q), jnp.asarray(keys),
-                           min(num_edges + 1 + cn - len(cand), cn))
-    sims, idx = np.asarray(sims)[:len(rows)], np.asarray(idx)[:len(rows)]
-    # Padding keys (index >= len(cand)) go last, then are cut.
-    order = np.argsort(np.where(idx < len(cand), -sims, np.inf), axis=1,
-                       kind="stable")[:, :num_edges + 1]
-    idx = cand[np.minimum(np.take_along_axis(idx, order, axis=1),
-                          len(cand) - 1)]
+    _, idx = _block_top(jnp.asarray(q), jnp.asarray(keys), num_edges + 1,
+                        jnp.arange(cn) < len(cand))
+    idx = cand[np.asarray(idx)[:len(rows)]]  # len(cand) > num_edges.
     out[rows] = _drop_self(idx, None, rows, num_edges)
   return out
 
