@@ -44,7 +44,7 @@ RQVAE_CONFIG = {"num_levels": 3, "codebook_size": 64, "epochs": 300,
 # most recent 30 per user train 4 epochs in the time of one).
 MAX_TRAIN_PREFIXES = 30
 # RPG's codes: whitened OPQ, fitted on the training items, no collision level
-# (its digit count is set in RPG_EXPERIMENT's comment and here).
+# (docs/rpg.md).
 RPG_CODES = {"method": "opq", "num_subspaces": 32, "codebook_size": 256,
              "whiten": True, "collisions": "none", "fit_on": "train"}
 
