@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 PYTEST_WORKERS ?= 2
 
-.PHONY: quickstart test lint format bench clean
+.PHONY: quickstart test test-explore lint format bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ quickstart: $(STAMP)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q tests
+
+# Property tests with fresh random examples (and more of them).
+test-explore: $(TEST_STAMP)
+	RECJAX_HYPOTHESIS_PROFILE=explore $(PY) -m pytest -n $(PYTEST_WORKERS) \
+	  -q $(shell grep -l "hypothesis.given" tests/test_*.py)
 
 lint: $(TEST_STAMP)
 	$(PY) -m ruff check recjax tasks tests benchmarks

@@ -3,12 +3,22 @@
 import os
 import pathlib
 
+import hypothesis
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# `make test` (and CI) draws the same hypothesis examples every run, so a
+# red build is reproducible; `make test-explore` searches with new ones.
+hypothesis.settings.register_profile("ci", derandomize=True,
+                                     print_blob=True)
+hypothesis.settings.register_profile("explore", max_examples=200,
+                                     print_blob=True)
+hypothesis.settings.load_profile(
+    os.environ.get("RECJAX_HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

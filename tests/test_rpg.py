@@ -165,6 +165,8 @@ def test_complete_graph_equals_exact_scoring(exclude):
 @hypothesis.settings(max_examples=15, deadline=None)
 @hypothesis.given(edges=st.integers(1, 6), beams=st.integers(5, 10),
                   steps=st.integers(0, 3), seed=st.integers(0, 50))
+# Found by CI: fewer start candidates (7) than beams (8).
+@hypothesis.example(edges=1, beams=8, steps=0, seed=0)
 def test_graph_decoding_returns_distinct_real_unexcluded_items(
     edges, beams, steps, seed):
   model, params, hist, log_p = _graph_setup(seed % 3)

@@ -328,6 +328,9 @@ def graph_decode(log_probs: Array, codes: Array, neighbors: Array,
        jnp.maximum(history, 0), hist_nb.reshape(b, -1)], axis=1)
 
   def best(cand: Array) -> tuple[Array, Array, Array]:
+    if cand.shape[1] < num_beams:  # Pad with repeats (scored -inf).
+      cand = jnp.concatenate([cand, jnp.broadcast_to(
+          cand[:, :1], (b, num_beams - cand.shape[1]))], axis=1)
     scores = candidate_scores(log_probs, codes, cand)
     scores = jnp.where(_excluded(cand, excluded), -jnp.inf, scores)
     cand, scores = _dedupe(cand, scores)
