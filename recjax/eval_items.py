@@ -34,6 +34,7 @@ from recjax import run_lib
 from recjax import train_items
 from recjax.evaluation import EvalConfig
 from recjax.item_sequences import ItemDataConfig
+from recjax.models import layers
 from recjax.models.base import ItemModel
 
 
@@ -73,6 +74,7 @@ def restore(model_dir: str, data: ItemDataConfig,
     params, step = ckpt.restore_params(best=checkpoint == "best")
   finally:
     ckpt.close()
+  params = layers.upgrade_legacy_blocks(params)  # LEARN/LITE's old names.
   return item_data, model, jax.tree.map(jax.numpy.asarray, params), step
 
 

@@ -114,3 +114,23 @@ def test_tiger_run_written_before_the_move_restores(tmp_path):
   assert set(out) == set(recorded)
   for key, value in recorded.items():
     assert out[key] == pytest.approx(value, abs=1e-6), key
+
+
+@pytest.mark.parametrize("method", ["learn", "lite"])
+def test_run_of_the_old_learn_lite_stack_restores(method, tmp_path):
+  """LEARN/LITE runs saved with the old flat block parameter names (before
+  both moved onto `layers.Block`) evaluate to their recorded test metrics."""
+  from recjax import eval as eval_lib  # pylint: disable=g-import-not-at-top
+  fixture = FIXTURES / "pre_block"
+  run = tmp_path / method
+  shutil.copytree(fixture / method, run)
+  block = (run / "config.gin").read_text()
+  assert "EMBEDDINGS_DIR" in block
+  out = eval_lib.evaluate_run(str(run), output_dir=str(tmp_path), bindings=[
+      f"EMBEDDINGS_DIR = {str(fixture / 'embeddings')!r}",
+      "recjax.item_sequences.ItemDataConfig.cache_dir = "
+      f"{str(tmp_path / 'item_data')!r}"])
+  recorded = json.loads((run / "test_metrics.json").read_text())
+  assert len(recorded) >= 4
+  for key, value in recorded.items():
+    assert out[key] == pytest.approx(value, abs=1e-6), key

@@ -75,3 +75,43 @@ def test_code_embedding_is_the_mean_of_the_present_digits():
   with pytest.raises(ConfigError, match="codes have 2 digits; this "
                      "CodeEmbedding has 3"):
     emb.apply({"params": params}, codes[:, :2])
+
+
+def test_causal_transformer_is_shared_blocks_and_upgrades_old_names():
+  net = layers.CausalTransformer(16, 2, 2, 32, 0.1, 8)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 6, 16))
+  valid = jnp.array([[0, 0, 1, 1, 1, 1], [1] * 6, [0] * 5 + [1]], bool)
+  params = nn.unbox(net.init(jax.random.PRNGKey(1), x, valid)["params"])
+  assert set(params["layer_1"]) == {"attention", "mlp", "pre_attention_norm",
+                                    "pre_mlp_norm"}
+  # A tree with the old flat names (as runs saved before stored it) is
+  # rejected as it is and restores, renamed, to the same function.
+  flat = {k: v for k, v in params.items() if not k.startswith("layer_")}
+  for i in range(2):
+    blk = params[f"layer_{i}"]
+    flat[f"layer_{i}"] = {
+        "attention_norm": blk["pre_attention_norm"],
+        "mlp_norm": blk["pre_mlp_norm"], **blk["attention"], **blk["mlp"]}
+  with pytest.raises(Exception, match="layer_0"):
+    net.apply({"params": flat}, x, valid)
+  upgraded = layers.upgrade_legacy_blocks(flat)
+  assert jax.tree.structure(upgraded) == jax.tree.structure(params)
+  np.testing.assert_array_equal(net.apply({"params": upgraded}, x, valid),
+                                net.apply({"params": params}, x, valid))
+  same = layers.upgrade_legacy_blocks(params)
+  assert jax.tree.structure(same) == jax.tree.structure(params)
+  # Fan-in initialisation: the kernels' scale follows their fan-in.
+  wi = np.asarray(params["layer_0"]["mlp"]["wi"]["kernel"])
+  wo = np.asarray(params["layer_0"]["mlp"]["wo"]["kernel"])
+  assert np.std(wi) == pytest.approx(16 ** -0.5, rel=0.2)
+  assert np.std(wo) == pytest.approx(32 ** -0.5, rel=0.2)
+
+
+def test_block_rejects_an_unknown_kernel_init():
+  cfg = layers.BlockConfig(hidden_dim=8, num_heads=2, mlp_dim=8,
+                           kernel_init="xavier")
+  x = jnp.zeros((1, 3, 8))
+  with pytest.raises(ConfigError, match=r"kernel_init='xavier'; use "
+                     r"'normal' or 'fan_in'"):
+    layers.Block(cfg).init(jax.random.PRNGKey(0), x,
+                           layers.causal_bias(jnp.ones((1, 3), bool)), True)

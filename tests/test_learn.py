@@ -279,8 +279,8 @@ def test_logical_axes_follow_network_names():
   assert jax.tree.structure(axes, is_leaf=lambda x: x is None or isinstance(
       x, jax.sharding.PartitionSpec)) == jax.tree.structure(params)
   block = axes["encoder"]["layer_0"]
-  assert tuple(block["wi"]["kernel"]) == ("embed", "mlp")
-  assert tuple(block["query"]["kernel"]) == ("embed", "heads", "kv")
+  assert tuple(block["mlp"]["wi"]["kernel"]) == ("embed", "mlp")
+  assert tuple(block["attention"]["query"]["kernel"]) == ("embed", "heads", "kv")
   assert tuple(axes["encoder"]["position_embedding"]) == ("length", "embed")
 
 

@@ -260,7 +260,7 @@ def test_logical_axes():
   axes = model.get_logical_axes({"input_items": (2, 6)})["params"]
   assert tuple(axes["item_head"]["kernel"]) == ("embed", "vocab")
   assert tuple(axes["projection"]["kernel"]) == (None, "embed")
-  assert tuple(axes["encoder"]["layer_0"]["wo"]["kernel"]) == ("mlp",
+  assert tuple(axes["encoder"]["layer_0"]["mlp"]["wo"]["kernel"]) == ("mlp",
                                                                "embed")
 
 

@@ -4,9 +4,10 @@
   causal Transformer block of the sequence encoders, pre-LN or post-LN
   (SASRec's, bit for bit; new families such as code-embedding models build
   their encoder from it), configured by a `BlockConfig`-shaped object;
-* `CausalTransformer`: LEARN's and LITE's stack over item vectors with
-  learned positions counted from each row's first real item (its blocks
-  keep the parameter names of their recorded checkpoints);
+* `CausalTransformer`: LEARN's and LITE's stack of `Block`s over item
+  vectors with learned positions counted from each row's first real item
+  (`upgrade_legacy_blocks` renames the parameters of runs saved before it
+  used `Block`);
 * `CodeEmbedding`: an item as the mean of its codes' embeddings (one
   table per digit), the input layer of the code-based families (RPG,
   VQ-Rec): any item with codes has a vector, seen in training or not;
@@ -27,8 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -63,6 +64,9 @@ class BlockConfig:
     layer_norm_epsilon: LayerNorm epsilon.
     init_std: std of the normal initialisation of the kernels.
     norm: "pre" or "post" LayerNorm.
+    kernel_init: "normal" (`init_std`) or "fan_in" (truncated normal
+      scaled by fan-in, LEARN/LITE's).
+    mlp_dropout: dropout inside the pre-LN FFN (post-LN has none).
   """
 
   hidden_dim: int = 64
@@ -74,6 +78,8 @@ class BlockConfig:
   layer_norm_epsilon: float = 1e-8
   init_std: float = 0.02
   norm: str = "pre"
+  kernel_init: str = "normal"
+  mlp_dropout: bool = True
 
 
 def causal_bias(valid: Array) -> Array:
@@ -85,9 +91,30 @@ def causal_bias(valid: Array) -> Array:
   return jnp.where(allowed, 0.0, _NEG_INF)[:, None].astype(jnp.float32)
 
 
+def logical(init: nn.initializers.Initializer,
+            names: tuple[str | None, ...]) -> nn.initializers.Initializer:
+  """`init` with logical axis names (for the partitioner)."""
+  return nn.with_logical_partitioning(init, names)
+
+
+def dense_init(scale: float = 1.0) -> nn.initializers.Initializer:
+  """Fan-in truncated-normal initialisation of dense kernels."""
+  return nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
+
+
 def init_normal(std: float, names: tuple[str, ...]) -> Callable[..., Array]:
   """normal(std) initialisation with logical axis names."""
   return nn.with_logical_partitioning(nn.initializers.normal(std), names)
+
+
+def kernel_init(cfg: Any, names: tuple[str, ...]) -> Callable[..., Array]:
+  """The kernel initialisation `cfg` asks for (`BlockConfig.kernel_init`)."""
+  kind = getattr(cfg, "kernel_init", "normal")
+  if kind == "fan_in":
+    return logical(dense_init(), names)
+  if kind != "normal":
+    raise ConfigError(f"kernel_init={kind!r}; use 'normal' or 'fan_in'.")
+  return init_normal(cfg.init_std, names)
 
 
 def _zeros(names: tuple[str, ...]) -> Callable[..., Array]:
@@ -118,7 +145,7 @@ class CausalSelfAttention(nn.Module):
     def proj(name: str) -> Array:
       return nn.DenseGeneral(
           (heads, head_dim), axis=-1, name=name,
-          kernel_init=init_normal(cfg.init_std, ("embed", "heads", "kv")),
+          kernel_init=kernel_init(cfg, ("embed", "heads", "kv")),
           bias_init=_zeros(("heads", "kv")))(x)
 
     q, k, v = proj("query"), proj("key"), proj("value")
@@ -129,7 +156,7 @@ class CausalSelfAttention(nn.Module):
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
     return nn.DenseGeneral(
         cfg.hidden_dim, axis=(-2, -1), name="out",
-        kernel_init=init_normal(cfg.init_std, ("heads", "kv", "embed")),
+        kernel_init=kernel_init(cfg, ("heads", "kv", "embed")),
         bias_init=_zeros(("embed",)))(out)
 
 
@@ -142,13 +169,14 @@ class FeedForward(nn.Module):
   def __call__(self, x: Array, deterministic: bool) -> Array:
     cfg = self.config
     h = nn.Dense(cfg.mlp_dim, name="wi",
-                 kernel_init=init_normal(cfg.init_std, ("embed", "mlp")),
+                 kernel_init=kernel_init(cfg, ("embed", "mlp")),
                  bias_init=_zeros(("mlp",)))(x)
     h = ACTIVATIONS[cfg.activation](h)
-    if cfg.norm == "pre":  # RecBole's (post-LN) FFN has no inner dropout.
+    # RecBole's (post-LN) FFN has no inner dropout.
+    if cfg.norm == "pre" and getattr(cfg, "mlp_dropout", True):
       h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
     return nn.Dense(cfg.hidden_dim, name="wo",
-                    kernel_init=init_normal(cfg.init_std, ("mlp", "embed")),
+                    kernel_init=kernel_init(cfg, ("mlp", "embed")),
                     bias_init=_zeros(("embed",)))(h)
 
 
@@ -235,22 +263,6 @@ class CodeEmbedding(nn.Module):
     return self.embedding
 
 
-# Additive mask value for attention: finite, so rows with nothing to attend
-# to stay NaN-free.
-_NEG = -1e9
-
-
-def logical(init: nn.initializers.Initializer,
-            names: tuple[str | None, ...]) -> nn.initializers.Initializer:
-  """`init` with logical axis names (for the partitioner)."""
-  return nn.with_logical_partitioning(init, names)
-
-
-def dense_init(scale: float = 1.0) -> nn.initializers.Initializer:
-  """Fan-in truncated-normal initialisation of dense kernels."""
-  return nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
-
-
 def check_tower_sizes(owner: str, d_model: int, num_layers: int,
                       num_heads: int, mlp_dim: int, dropout_rate: float,
                       max_length: int) -> None:
@@ -282,56 +294,6 @@ def check_tower_sizes(owner: str, d_model: int, num_layers: int,
                       f"{dropout_rate}.")
 
 
-class _Block(nn.Module):
-  """Pre-LayerNorm causal self-attention + GELU MLP block."""
-
-  d_model: int
-  num_heads: int
-  mlp_dim: int
-  dropout_rate: float
-
-  @nn.compact
-  def __call__(self, x: Array, mask: Array, deterministic: bool) -> Array:
-    heads = self.num_heads
-    head_dim = self.d_model // heads
-    drop = nn.Dropout(self.dropout_rate)
-
-    def proj(name: str) -> nn.DenseGeneral:
-      return nn.DenseGeneral(
-          (heads, head_dim), axis=-1, name=name,
-          kernel_init=logical(dense_init(), ("embed", "heads", "kv")),
-          bias_init=logical(nn.initializers.zeros, ("heads", "kv")))
-
-    y = _layer_norm("attention_norm")(x)
-    q, k, v = proj("query")(y), proj("key")(y), proj("value")(y)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
-    logits = jnp.where(mask[:, None], logits.astype(jnp.float32), _NEG)
-    weights = drop(jax.nn.softmax(logits, axis=-1),
-                   deterministic=deterministic)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-    out = nn.DenseGeneral(
-        self.d_model, axis=(-2, -1), name="out",
-        kernel_init=logical(dense_init(), ("heads", "kv", "embed")),
-        bias_init=logical(nn.initializers.zeros, ("embed",)))(out)
-    x = x + drop(out, deterministic=deterministic)
-    y = _layer_norm("mlp_norm")(x)
-    y = nn.Dense(self.mlp_dim, name="wi",
-                 kernel_init=logical(dense_init(), ("embed", "mlp")),
-                 bias_init=logical(nn.initializers.zeros, ("mlp",)))(y)
-    y = jax.nn.gelu(y)
-    y = nn.Dense(self.d_model, name="wo",
-                 kernel_init=logical(dense_init(), ("mlp", "embed")),
-                 bias_init=logical(nn.initializers.zeros, ("embed",)))(y)
-    return x + drop(y, deterministic=deterministic)
-
-
-def _layer_norm(name: str) -> nn.LayerNorm:
-  return nn.LayerNorm(
-      epsilon=1e-6, name=name,
-      scale_init=logical(nn.initializers.ones, ("embed",)),
-      bias_init=logical(nn.initializers.zeros, ("embed",)))
-
-
 def attention_mask(valid: Array) -> Array:
   """Causal self-attention mask over real items, `[batch, query, key]`.
 
@@ -359,12 +321,18 @@ def item_positions(valid: Array) -> Array:
 class CausalTransformer(nn.Module):
   """A small causal Transformer over item vectors with learned positions.
 
+  LEARN's and LITE's sequence encoder: positions counted from each row's
+  first real item, then `num_layers` shared pre-LN `Block`s (fan-in
+  initialisation, no dropout inside the FFN, LayerNorm epsilon 1e-6) and a
+  final LayerNorm. Runs saved before it used `Block` (flat parameter names)
+  restore through `upgrade_legacy_blocks`.
+
   Attributes:
     d_model: width.
     num_layers: blocks.
     num_heads: attention heads.
     mlp_dim: MLP hidden width.
-    dropout_rate: dropout rate.
+    dropout_rate: dropout on the inputs, attention weights and residuals.
     max_length: position table size.
   """
 
@@ -374,6 +342,15 @@ class CausalTransformer(nn.Module):
   mlp_dim: int
   dropout_rate: float
   max_length: int
+
+  def block_config(self) -> BlockConfig:
+    """The `Block` settings of this stack."""
+    return BlockConfig(
+        hidden_dim=self.d_model, num_heads=self.num_heads,
+        mlp_dim=self.mlp_dim, dropout_rate=self.dropout_rate,
+        attention_dropout_rate=self.dropout_rate, activation="gelu",
+        layer_norm_epsilon=1e-6, norm="pre", kernel_init="fan_in",
+        mlp_dropout=False)
 
   @nn.compact
   def __call__(self, x: Array, valid: Array,
@@ -404,11 +381,50 @@ class CausalTransformer(nn.Module):
         (self.max_length, self.d_model), jnp.float32)
     x = x + jnp.take(table, item_positions(valid), axis=0)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
-    mask = attention_mask(valid)
+    bias = jnp.where(attention_mask(valid), 0.0,
+                     _NEG_INF)[:, None].astype(jnp.float32)
+    cfg = self.block_config()
     for i in range(self.num_layers):
-      x = _Block(self.d_model, self.num_heads, self.mlp_dim,
-                 self.dropout_rate, name=f"layer_{i}")(x, mask, deterministic)
-    return _layer_norm("final_norm")(x)
+      x = Block(cfg, name=f"layer_{i}")(x, bias, deterministic)
+    return layer_norm(cfg, "final_norm")(x)
+
+
+# The flat parameter names of the block LEARN and LITE used before `Block`.
+_LEGACY_BLOCK_NAMES = {
+    "attention_norm": ("pre_attention_norm",),
+    "query": ("attention", "query"), "key": ("attention", "key"),
+    "value": ("attention", "value"), "out": ("attention", "out"),
+    "mlp_norm": ("pre_mlp_norm",),
+    "wi": ("mlp", "wi"), "wo": ("mlp", "wo"),
+}
+
+
+def upgrade_legacy_blocks(params: Any) -> Any:
+  """Renames old flat block parameters to `Block`'s names.
+
+  Runs of LEARN and LITE saved before both moved onto the shared `Block`
+  stored each layer as `{attention_norm, query, key, value, out, mlp_norm,
+  wi, wo}`; `Block` nests them as `attention/*`, `mlp/*` and
+  `pre_*_norm`. The values are unchanged: the old block computed the same
+  function. Trees without old blocks are returned as they are.
+
+  Args:
+    params: a parameter tree (nested mappings of arrays).
+
+  Returns:
+    The tree with every old block renamed.
+  """
+  if not isinstance(params, Mapping):
+    return params
+  if set(params) == set(_LEGACY_BLOCK_NAMES):
+    out: dict[str, Any] = {}
+    for old, path in _LEGACY_BLOCK_NAMES.items():
+      node = out
+      for name in path[:-1]:
+        node = node.setdefault(name, {})
+      node[path[-1]] = params[old]
+    return out
+  return {k: upgrade_legacy_blocks(v) for k, v in params.items()}
 
 
 def check_item_embeddings(item_embeddings: np.ndarray | None, num_items: int,
