@@ -14,10 +14,10 @@ against the held-out target with `recjax.metrics`:
 
 Batches are dicts of numpy arrays with the model's inputs
 (`encoder_input_tokens` or `input_items`), `target_item` (int) and, for
-exclusion, `seen_items` (every item the user saw before the target, -1
-padded; materialised validation/test splits have it) or else
-`history_items`. An optional boolean `mask` marks real rows of a padded
-last batch. No TensorFlow.
+exclusion, `excluded_items` (`tokens.EXCLUDED_ITEMS`: every item the user
+saw before the target, -1 padded). Batches written before that name read
+their `seen_items`, else their `history_items`. An optional boolean `mask`
+marks real rows of a padded last batch. No TensorFlow.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from recjax import metrics as metrics_lib
+from recjax import tokens
 from recjax.errors import ConfigError
 from recjax.models.base import BaseModel
 from recjax.models.base import ItemModel
@@ -42,23 +43,25 @@ from recjax.trie import ItemTrie
 
 PyTree = Any
 Batch = Mapping[str, np.ndarray]
-# The whole history before the target (exclusion); `history_items` is the
-# model's input window (the last `max_history` items).
-SEEN_ITEMS = "seen_items"
-HISTORY_ITEMS = "history_items"
+EXCLUDED_ITEMS = tokens.EXCLUDED_ITEMS
+# Names of the exclusion set in batches written before it had one name:
+# materialised TIGER splits (`seen_items`), then a TIGER task's input window
+# or an older item-level batch (`history_items`).
+LEGACY_EXCLUSION_NAMES = ("seen_items", "history_items")
 
 
 def excluded_items(batch: Mapping[str, np.ndarray]) -> np.ndarray:
-  """The items to exclude for each row: `seen_items`, else `history_items`.
+  """The items to exclude for each row (`excluded_items`, or a legacy name).
 
   Raises:
-    KeyError: the batch has neither feature.
+    KeyError: the batch has no exclusion set.
   """
-  for key in (SEEN_ITEMS, HISTORY_ITEMS):
+  for key in (EXCLUDED_ITEMS,) + LEGACY_EXCLUSION_NAMES:
     if key in batch:
       return np.asarray(batch[key])
-  raise KeyError(f"exclude_seen needs a {SEEN_ITEMS!r} or {HISTORY_ITEMS!r} "
-                 f"feature; the batch has {sorted(batch)}.")
+  raise KeyError(f"exclude_seen needs an {EXCLUDED_ITEMS!r} feature (the "
+                 f"items to exclude per row); the batch has "
+                 f"{sorted(batch)}.")
 
 
 class Predictions(NamedTuple):
@@ -83,7 +86,7 @@ class EvalConfig:
   Attributes:
     num_decodes: beams = recommendations per user.
     exclude_seen: exclude each user's history inside the beam (the
-      batch's `seen_items`, else its `history_items`).
+      batch's `excluded_items`).
     ks: cut-offs of Recall@K / NDCG@K.
   """
 
@@ -201,12 +204,12 @@ class _CatalogRanker:
     return aux["items"], aux["scores"]
 
   def _both_impl(self, params: PyTree, input_items: jax.Array,
-                 history_items: jax.Array
+                 excluded: jax.Array
                  ) -> tuple[tuple[jax.Array, jax.Array],
                             tuple[jax.Array, jax.Array]]:
     scores = self.model.item_scores(params, {"input_items": input_items})
     return (top_k_items(scores, self.k),
-            top_k_items(scores, self.k, history_items))
+            top_k_items(scores, self.k, excluded))
 
   def recommend(self, params: PyTree, batch: Batch
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +217,7 @@ class _CatalogRanker:
 
     Args:
       params: model parameters.
-      batch: `input_items`, and `history_items` when `exclude_seen`.
+      batch: `input_items`, and `excluded_items` when `exclude_seen`.
 
     Returns:
       int32 / float32 `[batch, K]`, best first.
@@ -251,7 +254,7 @@ class _CatalogRanker:
 
     Args:
       params: model parameters.
-      batches: evaluation batches with `history_items`.
+      batches: evaluation batches with `excluded_items`.
 
     Returns:
       `(all_items, seen_excluded)`: one row per real row of `batches`, in
@@ -290,8 +293,8 @@ class RankingEvaluator:
   Generative models decode with a beam search constrained to the catalog
   `trie` (every recommendation is a real item); item-level models
   (`ItemModel`) rank the whole catalog from one forward pass. Either way
-  `exclude_seen` removes each user's history (the batch's `seen_items`,
-  else `history_items`) inside the ranking, so a user still gets K items.
+  `exclude_seen` removes each user's history (the batch's
+  `excluded_items`) inside the ranking, so a user still gets K items.
   """
 
   def __init__(self, model: BaseModel, trie: ItemTrie | None = None,

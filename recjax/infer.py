@@ -120,9 +120,9 @@ def encode_requests(requests: list[Request], codes: np.ndarray,
 
   Returns:
     `encoder_input_tokens` (int32 `[n, user + max_history * levels]`),
-    `history_items` (int32 `[n, max_history]`, the window) and `seen_items`
-    (int32 `[n, longest history]`, every history item: what
-    `exclude_seen` removes), both -1 padded.
+    `history_items` (int32 `[n, max_history]`, the window) and
+    `excluded_items` (int32 `[n, longest history]`, every history item:
+    what `exclude_seen` removes), both -1 padded.
   """
   levels = layout.num_levels
   length = int(use_user_token) + max_history * levels
@@ -139,7 +139,7 @@ def encode_requests(requests: list[Request], codes: np.ndarray,
     hist[r, :len(items)] = items
     seen[r, :len(req.items)] = req.items
   return {"encoder_input_tokens": enc, "history_items": hist,
-          evaluation.SEEN_ITEMS: seen}
+          evaluation.EXCLUDED_ITEMS: seen}
 
 
 def _batches(inputs: dict[str, np.ndarray], batch_size: int
@@ -281,7 +281,7 @@ def _item_batches(requests: Sequence[Request], max_length: int,
       if len(window):
         inputs[i, -len(window):] = window
       seen[i, :len(req.items)] = req.items
-    yield {"input_items": inputs, "history_items": seen}, real
+    yield {"input_items": inputs, evaluation.EXCLUDED_ITEMS: seen}, real
 
 
 def infer_run(model_dir: str, output: str, histories: str | None = None,

@@ -29,7 +29,7 @@ rows `p::P` of each global batch (the sharding of
 
 Evaluation batches (`EvalBatches`) of the validation or test split hold the
 last `max_length` history items (`input_items`), the held-out
-`target_item`, the user's full history before the target (`history_items`,
+`target_item`, the user's full history before the target (`excluded_items`,
 for the "seen items excluded" protocol) and `mask` (False on the padding
 rows of the last batch).
 """
@@ -51,6 +51,7 @@ from recjax.datasets import CanonicalDataset
 from recjax.datasets import Split
 from recjax.datasets import stage
 from recjax.errors import ConfigError
+from recjax.tokens import EXCLUDED_ITEMS
 from recjax.tokens import NO_ITEM
 
 ITEM_PAD = NO_ITEM
@@ -242,15 +243,16 @@ def eval_arrays(split: Split, max_length: int,
 
   Args:
     split: a validation/test split. Its histories should be uncapped
-      (`leave_one_out(ds, max_history=None)`): `history_items` is the whole
+      (`leave_one_out(ds, max_history=None)`): `excluded_items` is the whole
       stored history, `input_items` only its last `max_length` items.
     max_length: model input length.
-    history_width: columns of `history_items` (default: the longest
+    history_width: columns of `excluded_items` (default: the longest
       history; longer histories keep their most recent items).
 
   Returns:
     `input_items` int32 `[n, max_length]`, `target_item` int32 `[n]`,
-    `history_items` int32 `[n, history_width]` and `user_index` int32 `[n]`.
+    `excluded_items` int32 `[n, history_width]` and `user_index` int32
+    `[n]`.
   """
   start = np.asarray(split.offsets[:-1], np.int64)
   end = np.asarray(split.offsets[1:], np.int64)
@@ -259,7 +261,7 @@ def eval_arrays(split: Split, max_length: int,
   flat = np.asarray(split.history_flat, np.int32)
   return {"input_items": right_aligned(flat, start, end, max_length),
           "target_item": np.asarray(split.targets, np.int32),
-          "history_items": right_aligned(flat, start, end, history_width),
+          EXCLUDED_ITEMS: right_aligned(flat, start, end, history_width),
           "user_index": np.asarray(split.users, np.int32)}
 
 

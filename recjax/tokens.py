@@ -31,6 +31,9 @@ NUM_SPECIAL = 3
 # "No item": pads item-index arrays (histories, exclusion sets, ranked
 # lists) and marks a slot without a valid item. The one definition.
 NO_ITEM = -1
+# The one name of a batch's exclusion set: every item the user saw before
+# the target (NO_ITEM padded), what "seen items excluded" removes.
+EXCLUDED_ITEMS = "excluded_items"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ TensorFlow:
   python -m recjax.tasks.materialize --task tiger_amazon_office --split train \
       --out runs/batches/office/train
 
-Validation and test splits of TIGER tasks also get `seen_items` (int32
+Validation and test splits of TIGER tasks also get `excluded_items` (int32
 `[examples, width]`, -1 padded): every item the user saw before the target,
 not just the `history_items` input window, so that "seen items excluded"
 removes the same items for generative and item-level models.
@@ -41,7 +41,7 @@ from recjax.tasks import tiger
 from recjax.tasks.vocabulary import SemanticIdVocabulary
 
 _CHUNK = 1024
-SEEN_ITEMS = evaluation.SEEN_ITEMS
+EXCLUDED_ITEMS = evaluation.EXCLUDED_ITEMS
 
 
 def _vocabulary_info(task: seqio.Task) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def materialize(task_name: str, split: str,
       "seed": seed,
       "vocabulary_fingerprint": _vocabulary_info(task)["fingerprint"],
       "dataset_fingerprint": _dataset_fingerprint(task),
-      "seen_items": is_tiger and split != tiger.TRAIN_SPLIT,
+      "excluded_items": is_tiger and split != tiger.TRAIN_SPLIT,
   }
   inputs = json.loads(json.dumps(inputs, default=str))
   if not force and (out / numpy_batches.MANIFEST_FILE).exists():
@@ -148,9 +148,9 @@ def materialize(task_name: str, split: str,
   if not chunks:
     raise ConfigError(f"task {task_name!r} split {split!r} has no examples.")
   arrays = {k: np.concatenate(v) for k, v in chunks.items()}
-  if inputs["seen_items"]:
-    arrays[SEEN_ITEMS] = tiger.seen_items_matrix(task_name, split,
-                                                 arrays["user_index"])
+  if inputs["excluded_items"]:
+    arrays[EXCLUDED_ITEMS] = tiger.seen_items_matrix(task_name, split,
+                                                     arrays["user_index"])
   num_examples = int(next(iter(arrays.values())).shape[0])
   manifest = {
       "format_version": numpy_batches.FORMAT_VERSION,

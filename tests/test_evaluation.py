@@ -42,7 +42,7 @@ def setup():
     seen[b, :b + 2] = np.concatenate([older, history[b]])
   batch = {"encoder_input_tokens": tokens.astype(np.int32),
            "history_items": history.astype(np.int32),
-           "seen_items": seen,
+           "excluded_items": seen,
            "target_item": rng.integers(0, NUM_ITEMS, BATCH).astype(np.int32),
            "mask": np.array([True] * (BATCH - 1) + [False])}
   return model, params, ItemTrie.build(CODES, LAYOUT), batch
@@ -62,12 +62,18 @@ def test_full_beam_ranks_every_item_once(setup):
     assert np.all(np.diff(s) <= 1e-6)
 
 
-@pytest.mark.parametrize("feature", ["seen_items", "history_items"])
+@pytest.mark.parametrize("feature", ["excluded_items", "seen_items",
+                                     "history_items"])
 def test_exclusion_removes_exactly_the_seen_items(setup, feature):
-  """`seen_items` (whole history) wins over the input window when present."""
+  """`excluded_items` (whole history) wins over the input window; batches
+  written before that name read `seen_items`, else `history_items`."""
   _, params, _, batch = setup
-  if feature == "history_items":
-    batch = {k: v for k, v in batch.items() if k != "seen_items"}
+  batch = dict(batch)
+  seen = batch.pop("excluded_items")
+  if feature == "excluded_items":
+    batch["excluded_items"] = seen
+  elif feature == "seen_items":
+    batch["seen_items"] = seen
   everything, _ = _evaluator(setup, False).recommend(params, batch)
   items, _ = _evaluator(setup, True).recommend(params, batch)
   for b in range(BATCH):
@@ -93,11 +99,13 @@ def test_metrics_equal_brute_force_over_unmasked_rows(setup):
 def test_exclusion_needs_a_history_feature(setup):
   _, params, _, batch = setup
   bare = {"encoder_input_tokens": batch["encoder_input_tokens"]}
-  with pytest.raises(KeyError, match="seen_items.*history_items"):
+  with pytest.raises(KeyError, match=r"exclude_seen needs an "
+                     r"'excluded_items' feature \(the items to exclude per "
+                     r"row\); the batch has \['encoder_input_tokens'\]"):
     _evaluator(setup, True).recommend(params, bare)
   assert evaluation.excluded_items(batch) is not None
   np.testing.assert_array_equal(evaluation.excluded_items(batch),
-                                batch["seen_items"])
+                                batch["excluded_items"])
 
 
 def test_predict_keeps_unmasked_rows_in_order(setup):

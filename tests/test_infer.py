@@ -25,7 +25,7 @@ def test_encode_requests_window_and_whole_history():
   # The model reads the last 3 items; exclusion sees all of them.
   np.testing.assert_array_equal(out["history_items"],
                                 [[4, 5, 6], [9, 3, -1]])
-  np.testing.assert_array_equal(out["seen_items"],
+  np.testing.assert_array_equal(out["excluded_items"],
                                 [list(range(7)), [9, 3, -1, -1, -1, -1, -1]])
   row = out["encoder_input_tokens"][1]
   assert row[0] == LAYOUT.user_token("u1")

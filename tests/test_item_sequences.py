@@ -92,14 +92,14 @@ def test_eval_arrays_hold_capped_input_and_full_history(data, split):
   ds, splits = data
   arrays = item_sequences.eval_arrays(splits[split], M)
   drop = 2 if split == "validation" else 1
-  width = arrays["history_items"].shape[1]
+  width = arrays["excluded_items"].shape[1]
   assert width == max(len(s) - drop for s in ds.sequences())
   for u in range(ds.num_users):
     seq = list(ds.sequence(u))
     hist = seq[:-drop]
     assert arrays["target_item"][u] == seq[-drop]
     assert list(arrays["input_items"][u]) == _pad_left(hist, M)
-    row = arrays["history_items"][u]
+    row = arrays["excluded_items"][u]
     assert list(row[row >= 0]) == hist
 
 

@@ -49,7 +49,7 @@ def test_batches_equal_seqio(env, split, batch_size):
   assert len(got) == len(want) > 0
   for g, w in zip(got, want):
     # Evaluation splits also carry the whole history before the target.
-    extra = {mat.SEEN_ITEMS} if split != "train" else set()
+    extra = {mat.EXCLUDED_ITEMS} if split != "train" else set()
     assert set(g) == set(w) | extra
     for key in extra:
       seen = tasks.tiger.seen_items(NAME, split)

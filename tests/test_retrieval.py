@@ -51,7 +51,7 @@ def setup():
   hist[3] = [0, 1, 2, 3, 4, 5]  # few unseen items left for this user
   hist[4] = [6, 7, 8, 0, 1, 2]
   arrays = {"input_items": hist[:, -3:].astype(np.int32),
-            "history_items": hist.astype(np.int32),
+            "excluded_items": hist.astype(np.int32),
             "target_item": rng.integers(0, N, size=n).astype(np.int32)}
   batches = item_sequences.EvalBatches(arrays, 8)  # last batch padded
   table = rng.normal(size=(N, N)).astype(np.float32)
@@ -61,7 +61,7 @@ def setup():
 def _reference(table, arrays, k, exclude):
   preds = np.full((len(arrays["target_item"]), k), -1)
   for i, last in enumerate(arrays["input_items"][:, -1]):
-    seen = set(arrays["history_items"][i][arrays["history_items"][i] >= 0])
+    seen = set(arrays["excluded_items"][i][arrays["excluded_items"][i] >= 0])
     order = [j for j in np.argsort(-table[last], kind="stable")
              if not (exclude and j in seen)]
     preds[i, :min(k, len(order))] = order[:k]
@@ -85,7 +85,7 @@ def test_exclusion_never_returns_a_seen_item(setup):
   ev = evaluation.RankingEvaluator(
       model, config=EvalConfig(num_decodes=5, exclude_seen=True))
   items, _ = ev.recommend(params, arrays)
-  for row, hist in zip(items, arrays["history_items"]):
+  for row, hist in zip(items, arrays["excluded_items"]):
     real = row[row >= 0]
     assert len(set(real.tolist())) == len(real)
     assert not set(real.tolist()) & set(hist.tolist())

@@ -17,9 +17,10 @@ pads):
   target_items    [batch, length]  training: the item that follows each
                                    input position, -1 where there is no loss
   target_item     [batch]          evaluation: the held-out next item
-  history_items   [batch, m]       evaluation: each user's items before the
+  excluded_items  [batch, m]       evaluation: each user's items before the
                                    target, the exclusion set of the "seen
                                    items excluded" protocol
+                                   (`tokens.EXCLUDED_ITEMS`)
   mask            [batch] bool     evaluation: real rows of a padded batch
 
 No TensorFlow.
