@@ -273,6 +273,39 @@ class Checkpointer:
       self._best.close()
 
 
+def saved_meta(model_dir: str | os.PathLike[str], best: bool = True
+               ) -> dict[str, Any]:
+  """The model/vocabulary description saved with a run's newest checkpoint.
+
+  Every checkpoint of a run stores the same description, so the newest
+  step's is read (a plain JSON file; no model needed).
+
+  Args:
+    model_dir: the run directory.
+    best: read the best-checkpoint directory, else the periodic one.
+
+  Returns:
+    The description (`{"model": ..., "vocabulary": ...}`).
+
+  Raises:
+    CheckpointError: no checkpoint with a description.
+  """
+  where = pathlib.Path(model_dir) / ("best" if best else "checkpoints")
+  steps = sorted((int(p.name) for p in where.glob("*")
+                  if p.name.isdigit() and (p / "meta" / "metadata").exists()),
+                 reverse=True)
+  if not steps:
+    raise CheckpointError(
+        f"no checkpoint with a model description in {where}; train first "
+        "(python -m recjax.train) or point model_dir at a trained run.")
+  path = where / str(steps[0]) / "meta" / "metadata"
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f"{path} is unreadable ({e}); delete that step "
+                          "directory or retrain.") from e
+
+
 def abstract_like(tree: PyTree) -> PyTree:
   """`ShapeDtypeStruct`s (keeping shardings) of a tree of arrays."""
   return jax.tree.map(

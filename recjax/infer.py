@@ -159,7 +159,7 @@ def infer(*, model_dir: str, dataset_dir: str, semantic_ids_dir: str,
           output: str, histories: str | None = None, split: str = "test",
           num_decodes: int = 20, exclude_seen: bool = False,
           max_history: int = 20, use_user_token: bool = True,
-          num_user_buckets: int = 2000, batch_size: int = 256,
+          num_user_buckets: int | None = None, batch_size: int = 256,
           checkpoint: str = "best") -> pathlib.Path:
   """Writes top-K recommendations as JSONL; returns the output path.
 
@@ -176,7 +176,8 @@ def infer(*, model_dir: str, dataset_dir: str, semantic_ids_dir: str,
       it, not only the `max_history` items the model reads).
     max_history: history items fed to the model (as in training).
     use_user_token: prepend the hashed user token (as in training).
-    num_user_buckets: user-hash buckets of the layout (as in training).
+    num_user_buckets: user-hash buckets of the layout; default (None): the
+      value the run was trained with, read from its checkpoint.
     batch_size: users per decode batch.
     checkpoint: 'best' or 'latest'.
 
@@ -193,6 +194,10 @@ def infer(*, model_dir: str, dataset_dir: str, semantic_ids_dir: str,
     raise ConfigError(f"{path} has {len(codes)} rows but {dataset_dir} has "
                       f"{ds.num_items} items: they are from different "
                       "datasets.")
+  if num_user_buckets is None:  # Set once, by the task; the run records it.
+    num_user_buckets = int(checkpoints.saved_meta(
+        model_dir, best=checkpoint == "best").get("vocabulary", {}).get(
+            "num_user_buckets", 0))
   layout = SemanticIdLayout.from_codes(codes, num_user_buckets=num_user_buckets)
   manifest = pathlib.Path(semantic_ids_dir) / "manifest.json"
   if manifest.exists():

@@ -191,7 +191,7 @@ class Workspace:
     config = dict(spec.semantic_ids, **{
         k: v for k, v in self.semantic_ids_overrides.items() if k in known})
     config.pop("method")
-    config.pop("num_user_buckets", None)  # A task setting.
+    config.pop("num_user_buckets", None)  # A task setting (see `task`).
     cf = self.cf_embeddings(method, data, seed, schedule)
     _, ds_dir = self.dataset(data)
     name = f"{quantizer}-seed{seed}"
@@ -209,7 +209,6 @@ class Workspace:
     """Registers the SeqIO task of a generative run; returns its name."""
     from recjax import tasks  # pylint: disable=g-import-not-at-top
     from recjax.datasets import tfds_builders  # pylint: disable=g-import-not-at-top
-    spec = registry.get_method(method)
     sid = self.semantic_ids(method, data, seed, schedule)
     category = data.kwargs.get("category")
     if (data.source == "amazon_lcrec" and
@@ -221,12 +220,13 @@ class Workspace:
       tfds_name = "recjax_canonical"
       data_dir, manual = self.root / data.name / "tfds", str(ds_dir)
     name = f"quality_{data.name.lower()}_{method}_seed{seed}"
+    # The one place a run's user buckets are set: the task (default
+    # `tasks.tiger.DEFAULT_USER_BUCKETS`); runs read it from their vocabulary.
+    buckets = {k: int(v) for k, v in self.semantic_ids_overrides.items()
+               if k == "num_user_buckets"}
     tasks.register_tiger_task(
         name, tfds_name, str(sid), data_dir=str(data_dir),
-        manual_dir=manual,
-        num_user_buckets=int(dict(
-            spec.semantic_ids, **self.semantic_ids_overrides).get(
-                "num_user_buckets", 2000)))
+        manual_dir=manual, **buckets)
     return name
 
   # -- runs -------------------------------------------------------------------

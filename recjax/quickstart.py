@@ -38,8 +38,7 @@ TASK = "tiger_movielens_100k_quickstart"
 EXPERIMENT = "experiments/quickstart_movielens_100k.gin"
 RPG_EXPERIMENT = "experiments/quickstart_rpg_movielens_100k.gin"
 # Semantic IDs sized for 1,682 movies: 3 levels of 64 codes (+ collisions).
-RQVAE_CONFIG = {"num_levels": 3, "codebook_size": 64, "epochs": 300,
-                "num_user_buckets": 2000}
+RQVAE_CONFIG = {"num_levels": 3, "codebook_size": 64, "epochs": 300}
 # Each user's most recent training prefixes (TIGER expands all 97k; the
 # most recent 30 per user train 4 epochs in the time of one).
 MAX_TRAIN_PREFIXES = 30
@@ -98,7 +97,6 @@ def run(out_dir: str = "runs/quickstart",
   tasks.register_tiger_task(
       TASK, "recjax_movielens100k", str(out / "semantic_ids"),
       data_dir=str(out / "tfds"),
-      num_user_buckets=RQVAE_CONFIG["num_user_buckets"],
       max_train_prefixes=MAX_TRAIN_PREFIXES)
   bindings = [f"MODEL_DIR = '{out / 'tiger'}'"] + list(gin_bindings)
   gin.clear_config()

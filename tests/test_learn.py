@@ -280,7 +280,8 @@ def test_logical_axes_follow_network_names():
       x, jax.sharding.PartitionSpec)) == jax.tree.structure(params)
   block = axes["encoder"]["layer_0"]
   assert tuple(block["mlp"]["wi"]["kernel"]) == ("embed", "mlp")
-  assert tuple(block["attention"]["query"]["kernel"]) == ("embed", "heads", "kv")
+  assert tuple(block["attention"]["query"]["kernel"]) == ("embed", "heads",
+                                                         "kv")
   assert tuple(axes["encoder"]["position_embedding"]) == ("length", "embed")
 
 

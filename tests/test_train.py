@@ -116,7 +116,7 @@ def test_train_eval_infer(task_gin, tmp_path):
       f"DATASET_DIR='{tmp_path / 'dataset'}'",
       f"SEMANTIC_IDS_DIR='{tmp_path / 'semantic_ids'}'",
       f"OUTPUT='{tmp_path / 'recs.jsonl'}'", f"HISTORIES='{hist}'",
-      "NUM_DECODES=10", "NUM_USER_BUCKETS=10",
+      "NUM_DECODES=10",  # num_user_buckets: read from the run (10).
       "recjax.infer.infer.max_history=5"])
   gin.get_configurable("recjax.infer.infer")()
   lines = [json.loads(x) for x in open(tmp_path / "recs.jsonl")]

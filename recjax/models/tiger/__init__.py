@@ -11,10 +11,10 @@ from recjax.models.tiger.model import make_encoder_decoder
 
 __all__ = ["EncoderDecoderModel", "make_encoder_decoder"]
 
-# TIGER's semantic IDs: 3 RQ-VAE levels x 256 codes + a collision level,
-# user IDs hashed to 2000 buckets.
+# TIGER's semantic IDs: 3 RQ-VAE levels x 256 codes + a collision level
+# (user IDs hash to the task's `num_user_buckets`, 2000 by default).
 _RQVAE = {"method": "rqvae", "num_levels": 3, "codebook_size": 256,
-          "epochs": 200, "num_user_buckets": 2000}
+          "epochs": 200}
 _LETTER = dict(_RQVAE, method="letter")
 # The benchmark's schedules (recipes change the loss, not the schedule).
 _SCHEDULES = {"cpu": "schedules/generative_cpu.gin",
