@@ -121,3 +121,17 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
   with pytest.raises(checkpoints.CheckpointError, match="no periodic "
                      "checkpoint.*train first"):
     checkpoints.Checkpointer(tmp_path, {}).restore_params()
+
+
+def test_saved_meta_reads_the_description_without_a_model(tmp_path):
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r"no checkpoint with a model description in "
+                     r".*best; train first \(python -m recjax.train\)"):
+    checkpoints.saved_meta(tmp_path)
+  meta = _meta(_OldConfig())
+  _save(tmp_path, meta, _state())
+  meta.pop(checkpoints.DEFAULTS_KEY, None)
+  for best in (True, False):
+    got = checkpoints.saved_meta(tmp_path, best=best)
+    assert got["vocabulary"] == meta["vocabulary"]
+    assert got["model"] == meta["model"]
