@@ -46,6 +46,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from recjax import batches
 from recjax import datasets
 from recjax.datasets import CanonicalDataset
 from recjax.datasets import Split
@@ -56,7 +57,7 @@ from recjax.tokens import NO_ITEM
 
 ITEM_PAD = NO_ITEM
 TRAIN_MODES = ("sequences", "prefixes")
-MASK_KEY = "mask"
+MASK_KEY = batches.MASK_KEY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,17 +269,10 @@ def eval_arrays(split: Split, max_length: int,
 # -- batches ------------------------------------------------------------------
 
 
-def _check_examples(examples: Mapping[str, np.ndarray]) -> int:
-  if not examples:
-    raise ConfigError("no example arrays given.")
-  sizes = {k: len(v) for k, v in examples.items()}
-  if len(set(sizes.values())) != 1:
-    raise ConfigError(f"example arrays differ in length: {sizes}.")
-  return next(iter(sizes.values()))
-
-
-class TrainBatches:
+class TrainBatches(batches.ArrayBatches):
   """Shuffled, resumable, per-process training batches (a `BatchSource`).
+
+  `batches.ArrayBatches` over examples in memory, the remainder dropped.
 
   Attributes:
     batch_size: global batch size (all processes).
@@ -304,93 +298,40 @@ class TrainBatches:
     Raises:
       ConfigError: bad sizes, or fewer examples than one batch.
     """
-    self.num_examples = _check_examples(examples)
-    self._examples = {k: np.asarray(v) for k, v in examples.items()}
     num_shards = jax.process_count() if num_shards is None else num_shards
     shard_index = (jax.process_index() if shard_index is None
                    else shard_index)
-    if num_shards < 1 or not 0 <= shard_index < num_shards:
-      raise ConfigError(f"need 0 <= shard_index < num_shards, got "
-                        f"shard_index={shard_index}, num_shards={num_shards}.")
-    if batch_size < 1 or batch_size % num_shards:
-      raise ConfigError(f"batch_size={batch_size} must be a positive "
-                        f"multiple of the {num_shards} process(es).")
+    super().__init__({k: np.asarray(v) for k, v in examples.items()},
+                     batch_size, shuffle=shuffle, seed=seed,
+                     shard_index=shard_index, num_shards=num_shards)
     if self.num_examples < batch_size:
       raise ConfigError(
           f"{self.num_examples} training examples make no batch of "
           f"{batch_size}; lower the batch size or use "
           "train_mode='prefixes' (more examples).")
-    self.batch_size = int(batch_size)
-    self.local_batch_size = self.batch_size // num_shards
-    self.num_batches = self.num_examples // self.batch_size
-    self._seed = int(seed)
-    self._shuffle = shuffle
-    self._shard_index = shard_index
-    self._num_shards = num_shards
-    self._epoch_cache: tuple[int, np.ndarray] | None = None
-
-  @property
-  def input_shapes(self) -> dict[str, tuple[int, ...]]:
-    """Feature shapes of one *global* batch (for `Trainer`)."""
-    return {k: (self.batch_size,) + v.shape[1:]
-            for k, v in self._examples.items()}
-
-  def order(self, epoch: int) -> np.ndarray:
-    """The global example order of `epoch` (int64 `[num_examples]`)."""
-    if self._epoch_cache is not None and self._epoch_cache[0] == epoch:
-      return self._epoch_cache[1]
-    if self._shuffle:
-      order = np.random.default_rng((self._seed, int(epoch))).permutation(
-          self.num_examples)
-    else:
-      order = np.arange(self.num_examples)
-    self._epoch_cache = (int(epoch), order)
-    return order
-
-  def global_indices(self, step: int) -> np.ndarray:
-    """Example indices of global batch `step` (all processes' rows)."""
-    epoch, b = divmod(int(step), self.num_batches)
-    return self.order(epoch)[b * self.batch_size:(b + 1) * self.batch_size]
-
-  def batch(self, step: int) -> dict[str, np.ndarray]:
-    """This process's rows of global batch `step`."""
-    idx = self.global_indices(step)[self._shard_index::self._num_shards]
-    return {k: v[idx] for k, v in self._examples.items()}
 
   def batches(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """Yields this process's batches from `start_step` on, forever."""
-    step = int(start_step)
-    while True:
-      yield self.batch(step)
-      step += 1
+    return self.iterate(start_step)
 
 
-class EvalBatches:
+class EvalBatches(batches.ArrayBatches):
   """Fixed-size evaluation batches over every example (re-iterable).
 
-  The last batch is padded with copies of the first row and a boolean
-  `mask` marks the real rows.
+  `batches.ArrayBatches` in file order: the last batch is padded with
+  copies of the first row and a boolean `mask` marks the real rows.
   """
 
   def __init__(self, arrays: Mapping[str, np.ndarray], batch_size: int):
-    self.num_examples = _check_examples(arrays)
     if batch_size < 1:
       raise ConfigError(f"eval batch_size must be >= 1, got {batch_size}.")
-    self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    self.batch_size = int(batch_size)
+    super().__init__({k: np.asarray(v) for k, v in arrays.items()},
+                     batch_size, remainder="pad")
 
-  def __len__(self) -> int:
-    return -(-self.num_examples // self.batch_size)
-
-  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-    n, bs = self.num_examples, self.batch_size
-    for lo in range(0, n, bs):
-      idx = np.arange(lo, lo + bs)
-      mask = idx < n
-      idx = np.where(mask, idx, 0)
-      batch = {k: v[idx] for k, v in self.arrays.items()}
-      batch[MASK_KEY] = mask
-      yield batch
+  @property
+  def arrays(self) -> dict[str, np.ndarray]:
+    """The evaluation arrays, one row per example."""
+    return self._arrays
 
 
 # -- loading ------------------------------------------------------------------

@@ -34,18 +34,18 @@ import hashlib
 import json
 import os
 import pathlib
-from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from recjax import batches
 from recjax.errors import ConfigError
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
-MASK_KEY = "mask"
-REMAINDERS = ("drop", "pad")
+MASK_KEY = batches.MASK_KEY
+REMAINDERS = batches.REMAINDERS
 
 
 def vocabulary_fingerprint(layout_description: Mapping[str, Any],
@@ -107,8 +107,10 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
   return manifest
 
 
-class NumpyBatches:
+class NumpyBatches(batches.ArrayBatches):
   """Fixed-size batches of a materialised task split (no TensorFlow).
+
+  `batches.ArrayBatches` over the split's memory-mapped feature files.
 
   Example:
     >>> batches = NumpyBatches("runs/batches/ml100k/train", batch_size=256,
@@ -150,12 +152,6 @@ class NumpyBatches:
     self.manifest = read_manifest(self.directory)
     if batch_size <= 0:
       raise ConfigError(f"batch_size must be positive, got {batch_size}.")
-    if num_shards <= 0 or not 0 <= shard_index < num_shards:
-      raise ConfigError(f"need 0 <= shard_index < num_shards, got "
-                        f"shard_index={shard_index}, num_shards={num_shards}.")
-    if remainder not in REMAINDERS:
-      raise ConfigError(f"remainder must be one of {REMAINDERS}, got "
-                        f"{remainder!r}.")
     if vocabulary_fingerprint is not None:
       have = self.manifest.get("vocabulary", {}).get("fingerprint")
       if have != vocabulary_fingerprint:
@@ -170,106 +166,29 @@ class NumpyBatches:
         raise ConfigError(f"{self.directory}: no features {unknown}; it has "
                           f"{list(names)}.")
       names = tuple(features)
-    self.batch_size = int(batch_size)
-    self.num_examples = int(self.manifest["num_examples"])
-    self._shuffle = shuffle
-    self._seed = int(seed)
-    self._shard_index = shard_index
-    self._num_shards = num_shards
-    self._remainder = remainder
-    self._arrays = {n: np.load(feature_path(self.directory, n), mmap_mode="r")
-                    for n in names}
-    for n, a in self._arrays.items():
-      if a.shape[:1] != (self.num_examples,):
+    num_examples = int(self.manifest["num_examples"])
+    arrays = {n: np.load(feature_path(self.directory, n), mmap_mode="r")
+              for n in names}
+    for n, a in arrays.items():
+      if a.shape[:1] != (num_examples,):
         raise ConfigError(f"{feature_path(self.directory, n)} has shape "
                           f"{a.shape}, but the manifest says "
-                          f"{self.num_examples} examples; re-run the "
+                          f"{num_examples} examples; re-run the "
                           "materialisation.")
-
-  @property
-  def features(self) -> tuple[str, ...]:
-    return tuple(self._arrays)
+    super().__init__(arrays, int(batch_size) * max(int(num_shards), 1),
+                     shuffle=shuffle, seed=seed, shard_index=shard_index,
+                     num_shards=num_shards, remainder=remainder)
+    self.batch_size = self.local_batch_size  # Per host, as given.
+    self.num_examples = num_examples
 
   @property
   def examples_per_shard(self) -> int:
     """Examples every shard gets (the largest shard when uneven)."""
     return -(-self.num_examples // self._num_shards)
 
-  @property
-  def num_batches(self) -> int:
-    """Batches per epoch, the same on every shard."""
-    if self._remainder == "drop":
-      return (self.num_examples // self._num_shards) // self.batch_size
-    return -(-self.examples_per_shard // self.batch_size)
-
-  def __len__(self) -> int:
-    return self.num_batches
-
-  def element_spec(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """`{feature: (batch shape, dtype)}` of every batch."""
-    spec = {n: ((self.batch_size,) + a.shape[1:], a.dtype)
-            for n, a in self._arrays.items()}
-    if self._remainder == "pad":
-      spec[MASK_KEY] = ((self.batch_size,), np.dtype(bool))
-    return spec
-
-  def order(self, epoch: int) -> np.ndarray:
-    """Example indices this shard reads in `epoch`, int64."""
-    if self._shuffle:
-      rng = np.random.default_rng((self._seed, int(epoch)))
-      order = rng.permutation(self.num_examples)
-    else:
-      order = np.arange(self.num_examples)
-    return order[self._shard_index::self._num_shards]
-
-  def _batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-    n = indices.size
-    if self._remainder == "pad":
-      padded = np.zeros((self.batch_size,), dtype=np.int64)
-      padded[:n] = indices
-      mask = np.arange(self.batch_size) < n
-      indices = padded
-    out = {}
-    # Reading in sorted order is kinder to memory maps.
-    sort = np.argsort(indices, kind="stable")
-    inverse = np.empty_like(sort)
-    inverse[sort] = np.arange(sort.size)
-    for name, arr in self._arrays.items():
-      out[name] = np.asarray(arr[indices[sort]])[inverse]
-    if self._remainder == "pad":
-      out[MASK_KEY] = mask
-    return out
-
-  def epoch(self, epoch: int = 0, start_batch: int = 0
-            ) -> Iterator[dict[str, np.ndarray]]:
-    """Yields the batches of one epoch, from batch `start_batch` on."""
-    order = self.order(epoch)
-    if self._remainder == "drop":
-      order = order[:self.num_batches * self.batch_size]
-    for b in range(start_batch, self.num_batches):
-      yield self._batch(order[b * self.batch_size:(b + 1) * self.batch_size])
-
-  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-    return self.epoch(0)
-
-  def iterate(self, start_step: int = 0, num_epochs: int | None = None
-              ) -> Iterator[dict[str, np.ndarray]]:
-    """Yields batches over epochs, resuming at global step `start_step`.
-
-    Step `s` is batch `s % num_batches` of epoch `s // num_batches`, so a
-    restarted run that passes its checkpointed step sees exactly the
-    batches it would have seen.
-
-    Args:
-      start_step: first global step.
-      num_epochs: epochs in total (counting from epoch 0); None = forever.
-    """
+  def _check_nonempty(self) -> None:
     if self.num_batches == 0:
       raise ConfigError(
           f"{self.directory}: {self.num_examples} examples over "
           f"{self._num_shards} shard(s) make no batch of {self.batch_size}; "
           "lower batch_size or use remainder='pad'.")
-    epoch, start = divmod(int(start_step), self.num_batches)
-    while num_epochs is None or epoch < num_epochs:
-      yield from self.epoch(epoch, start)
-      epoch, start = epoch + 1, 0
