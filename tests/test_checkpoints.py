@@ -135,3 +135,34 @@ def test_saved_meta_reads_the_description_without_a_model(tmp_path):
     got = checkpoints.saved_meta(tmp_path, best=best)
     assert got["vocabulary"] == meta["vocabulary"]
     assert got["model"] == meta["model"]
+
+
+def test_best_metric_the_run_does_not_log_is_named(tmp_path):
+  ckpt = checkpoints.Checkpointer(tmp_path, _meta(_OldConfig()),
+                                  best_metric="validation/ndcg@10",
+                                  async_save=False)
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r"best_metric 'validation/ndcg@10' not among the "
+                     r"validation metrics \['validation/mrr', "
+                     r"'validation/recall@10'\]"):
+    ckpt.save_best(3, _state(), {"validation/recall@10": 0.1,
+                                 "validation/mrr": 0.2})
+  ckpt.close()
+  assert checkpoints.Checkpointer(tmp_path, _meta(_OldConfig())).best_step(
+  ) is None
+
+
+def test_parameter_shape_mismatch_names_the_step_and_the_fix(tmp_path):
+  _save(tmp_path, _meta(_OldConfig()), _state())
+  ckpt = checkpoints.Checkpointer(tmp_path, _meta(_OldConfig()),
+                                  best_metric="score")
+  wider = {"step": jnp.asarray(3, jnp.int32),
+           "params": {"w": jnp.zeros((4, 5), jnp.float32),
+                      "b": jnp.zeros((5,), jnp.float32)}}
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r"checkpoint .*checkpoints/3 is corrupt or does "
+                     r"not match this model's parameter shapes \(.*\)\. "
+                     r"Delete that step directory or use another "
+                     r"model_dir\."):
+    ckpt.restore(checkpoints.abstract_like(wider))
+  ckpt.close()
