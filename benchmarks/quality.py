@@ -37,7 +37,13 @@ their own run directories, and never overwrite each other.
       [--methods popularity,sasrec,tiger,...] [--seeds 0,1,2]
       [--data NAME=PATH|NAME=SOURCE ...] [--variant KEY=VALUE ...]
       [--schedule cpu|cpu_long|cpu_xl|full|device] [--json] [--record NOTE]
+      [--pretrain_data Beauty,Yelp]
   .venv/bin/python benchmarks/quality.py --from_records   # recorded rows
+
+Transfer methods (`vqrec_transfer`, `vqrec_zeroshot`) first pre-train
+once (seed 0) on the `--pretrain_data` sets merged into one data set
+(`recjax.datasets.merge`), cached in `<cache>/<A+B>/`; the target must not
+be among them. Their rows carry `pretrain` (the sources).
 """
 
 from __future__ import annotations
@@ -112,14 +118,16 @@ class Bench:
 
   def __init__(self, cache: pathlib.Path, schedule: str,
                extra_gin: Sequence[str] = (),
-               variant: Mapping[str, Any] | None = None):
+               variant: Mapping[str, Any] | None = None,
+               pretrain: Sequence[pipeline.DataSource] = ()):
     self.cache = pathlib.Path(cache)
     self.schedule = schedule
     self.extra_gin = tuple(extra_gin)
     self.variant = dict(variant or {})
     if self.extra_gin:
       self.variant["gin"] = list(self.extra_gin)
-    self.work = pipeline.Workspace(self.cache)
+    self.pretrain = tuple(pretrain)
+    self.work = pipeline.Workspace(self.cache, pretrain_sources=pretrain)
 
   def run_dir(self, data: pipeline.DataSource, method: str,
               seed: int) -> pathlib.Path:
@@ -164,6 +172,8 @@ class Bench:
                            "seed": seed, "schedule": used}
     if self.variant:
       row["variant"] = self.variant
+    if spec.pretrain_method:  # Where the transferred model was pre-trained.
+      row["pretrain"] = "+".join(d.name for d in self.pretrain)
     for prefix in ("test", "test_excl"):
       for m in METRICS:
         row[f"{prefix}/{m}"] = float(res.get(f"{prefix}/{m}", np.nan))
@@ -356,6 +366,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                       metavar="NAME=PATH|NAME=SOURCE",
                       help="an extra data set: an LC-Rec folder or a "
                       "recjax.datasets source")
+  parser.add_argument("--pretrain_data", default="Beauty,Yelp",
+                      metavar="NAME[=PATH],...",
+                      help="the data sets that transfer methods (VQ-Rec) "
+                      "pre-train on, merged: names as in --datasets or "
+                      "NAME=PATH LC-Rec folders")
   parser.add_argument("--methods", default=",".join(methods_all),
                       help=f"registered: {', '.join(methods_all)}")
   parser.add_argument("--seeds", default="0,1,2")
@@ -413,8 +428,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                                     path)
                   for name, path in extra_data.items()})
   seeds = [int(s) for s in args.seeds.split(",") if s]
+  pretrain = []
+  for item in (x for x in args.pretrain_data.split(",") if x):
+    name, _, path = item.partition("=")
+    pretrain.append(data_source(name, pathlib.Path(args.data_root),
+                                path or None))
   bench = Bench(pathlib.Path(args.cache_dir), args.schedule, args.gin,
-                _pairs(args.variant, "--variant"))
+                _pairs(args.variant, "--variant"), pretrain)
   if args.bundle:
     for data in sources.values():
       for method in methods:

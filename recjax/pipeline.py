@@ -125,7 +125,8 @@ class Workspace:
   """Cached stages and runs of methods on data sets under one root."""
 
   def __init__(self, root: str | pathlib.Path, *, quiet: bool = True,
-               semantic_ids_overrides: Mapping[str, Any] | None = None):
+               semantic_ids_overrides: Mapping[str, Any] | None = None,
+               pretrain_sources: Sequence[DataSource] = ()):
     """Creates the workspace (nothing is written yet).
 
     Args:
@@ -134,10 +135,13 @@ class Workspace:
       semantic_ids_overrides: settings that replace the specs' semantic-ID
         settings (tests: a small codebook on a toy catalog); each method
         takes those its quantizer knows.
+      pretrain_sources: the data sets that methods with a
+        `pretrain_method` pre-train on (merged into one, `merged_source`).
     """
     self.root = pathlib.Path(root).absolute()
     self.quiet = quiet
     self.semantic_ids_overrides = dict(semantic_ids_overrides or {})
+    self.pretrain_sources = tuple(pretrain_sources)
 
   # -- stages -----------------------------------------------------------------
 
@@ -177,6 +181,45 @@ class Workspace:
                         f"no item embeddings, so it cannot be {method!r}'s "
                         "cf_method.")
     return path
+
+  def merged_source(self) -> DataSource:
+    """The pre-training sources as one data set (`recjax.datasets.merge`).
+
+    Raises:
+      ConfigError: fewer than one source.
+    """
+    if not self.pretrain_sources:
+      raise ConfigError(
+          "this method pre-trains on other data sets: give the workspace "
+          "pretrain_sources (benchmarks/quality.py --pretrain_data "
+          "Beauty,Yelp).")
+    if len(self.pretrain_sources) == 1:
+      return self.pretrain_sources[0]
+    parts = tuple({"name": d.name, "source": d.source, **dict(d.kwargs)}
+                  for d in self.pretrain_sources)
+    name = "+".join(d.name for d in self.pretrain_sources)
+    return DataSource(name, "merged", {"parts": parts, "name": name})
+
+  def pretrained(self, method: str, data: DataSource,
+                 schedule: str = "cpu") -> tuple[pathlib.Path, pathlib.Path]:
+    """`(run, semantic IDs)` of a method's pre-training (seed 0, cached).
+
+    Raises:
+      ConfigError: the target is one of the pre-training sources.
+    """
+    spec = registry.get_method(method)
+    merged = self.merged_source()
+    for source in self.pretrain_sources:
+      if source.name == data.name or (
+          source.kwargs.get("data_dir") is not None and
+          source.kwargs.get("data_dir") == data.kwargs.get("data_dir")):
+        raise ConfigError(
+            f"{data.name} is among the pre-training sources "
+            f"({merged.name}); a transfer target must be unseen in "
+            "pre-training: pick other --pretrain_data.")
+    self.run(spec.pretrain_method, merged, 0, schedule)
+    return (self.run_dir(spec.pretrain_method, merged, 0, schedule),
+            self.semantic_ids(spec.pretrain_method, merged, 0, schedule))
 
   def semantic_ids(self, method: str, data: DataSource, seed: int,
                    schedule: str = "cpu") -> pathlib.Path:
@@ -250,6 +293,10 @@ class Workspace:
       if registry.SEMANTIC_IDS in spec.all_needs:
         sid = self.semantic_ids(method, data, seed, schedule)
         bindings.append(f"CODES_DIR = {str(sid)!r}")
+      if spec.pretrain_method:
+        pre_run, pre_codes = self.pretrained(method, data, schedule)
+        bindings += [f"PRETRAINED_DIR = {str(pre_run)!r}",
+                     f"PRETRAINED_CODES_DIR = {str(pre_codes)!r}"]
       return (["runs/train_items.gin"] + files, bindings + [
           f"SEED = {seed}",
           f"EMBEDDINGS_DIR = {None if emb is None else str(emb)!r}"] +

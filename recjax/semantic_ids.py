@@ -405,6 +405,37 @@ def load_codes(directory: str | os.PathLike[str]) -> np.ndarray:
   return codes
 
 
+def load_item_codes(codes_dir: str | os.PathLike[str],
+                     dataset: CanonicalDataset) -> tuple[np.ndarray, int]:
+  """Codes and codebook size of a semantic-ID stage directory, checked.
+
+  Args:
+    codes_dir: output of `python -m recjax.semantic_ids`.
+    dataset: the dataset they must describe.
+
+  Returns:
+    `(codes int32 [num_items, D], codebook_size)`.
+
+  Raises:
+    ConfigError: not a stage directory, or codes of another catalog.
+  """
+  path = pathlib.Path(codes_dir)
+  codes = load_codes(path)
+  if codes.ndim != 2 or codes.shape[0] != dataset.num_items:
+    raise ConfigError(
+        f"{path / 'codes.npy'} has shape {codes.shape}, but dataset "
+        f"{dataset.name!r} has {dataset.num_items} items; build the codes "
+        "of this dataset (python -m recjax.semantic_ids --dataset_dir ...) "
+        "and point codes_dir at them.")
+  config_path = path / "config.json"
+  size = int(codes.max()) + 1
+  if config_path.exists():
+    method_config = json.loads(config_path.read_text()).get(
+        "method_config", {})
+    size = int(method_config.get("codebook_size", size))
+  return codes.astype(np.int32), size
+
+
 def _parse_value(text: str) -> Any:
   try:
     return json.loads(text)

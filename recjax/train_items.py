@@ -87,6 +87,8 @@ def model_meta(model: ItemModel, dataset: CanonicalDataset,
   length are its vocabulary."""
   extra = ({} if item_embeddings is None else
            {"item_embeddings": embed.array_checksum(item_embeddings)})
+  # Models built on frozen parameters say which (VQ-Rec's transfers).
+  extra.update(getattr(model, "checkpoint_description", None) or {})
   return run_lib.model_meta(
       model, {"dataset": dataset.name, "num_items": dataset.num_items,
               "fingerprint": dataset.fingerprint(),

@@ -258,6 +258,16 @@ class Trainer:
     offset = self._elapsed_at(start) if start else 0.0
     step = start
     try:
+      if cfg.num_train_steps == 0 and self.checkpointer.latest_step() is None:
+        # A model used as it is (e.g. zero-shot transfer): validated and
+        # saved once, so that evaluation and inference can restore it.
+        if evaluate is not None:
+          results = {f"validation/{k}": float(v)
+                     for k, v in evaluate(state.params).items()}
+          writer.write(0, results)
+          if cfg.best_metric in results:
+            self.checkpointer.save_best(0, state, results)
+        self.checkpointer.save(0, state, force=True)
       for step in range(start + 1, cfg.num_train_steps + 1):
         state, metrics = self.train_step(state, next(batches))
         accum = jax.tree.map(jnp.add, accum, metrics) if accum else metrics

@@ -113,12 +113,43 @@ def test_every_binding_of_an_experiment_is_read(experiment, tiny_task,
   assert _unused(files, extra, tmp_path) == []
 
 
+def _item_bindings(spec, embeddings, codes):
+  out = DATA_BINDINGS + [f"EMBEDDINGS_DIR = {embeddings!r}"]
+  if registry.SEMANTIC_IDS in spec.all_needs:
+    out.append(f"CODES_DIR = {codes!r}")
+  return out
+
+
+def _pretrained(method, schedule, embeddings, codes, model_dir):
+  """A one-step run of `method` (a pre-training) under `schedule`: the
+  PRETRAINED_DIR of the methods that transfer from it."""
+  spec = registry.get_method(method)
+  _, schedule_file = spec.schedule_file(schedule)
+  files = (["runs/train_items.gin"] + list(spec.all_gin_files) +
+           ([schedule_file] if schedule_file else []))
+  gin.clear_config()
+  try:
+    gin_utils.parse_gin(files, [f"MODEL_DIR = {str(model_dir)!r}"] +
+                        _item_bindings(spec, embeddings, codes) +
+                        ["TRAIN_STEPS = 1", "EVAL_PERIOD = 1"],
+                        finalize=False)
+    gin.get_configurable("recjax.train.run")()
+  finally:
+    gin.clear_config()
+  return str(model_dir)
+
+
 @pytest.mark.parametrize("method", registry.list_methods())
 def test_every_binding_of_a_method_and_its_schedules_is_read(
     method, tiny_task, embeddings, codes, tmp_path):
   spec = registry.get_method(method)
-  schedules = sorted({f for f in spec.schedules.values() if f}) or [None]
-  for schedule in schedules:
+  schedules = sorted((n, f) for n, f in spec.schedules.items() if f) or [
+      (None, None)]
+  seen = set()
+  for name, schedule in schedules:
+    if schedule in seen:
+      continue
+    seen.add(schedule)
     files = list(spec.all_gin_files) + ([schedule] if schedule else [])
     bindings = list(spec.gin_bindings)
     if spec.kind == registry.COUNT:
@@ -126,9 +157,12 @@ def test_every_binding_of_a_method_and_its_schedules_is_read(
       bindings += DATA_BINDINGS
     elif spec.kind == registry.ITEM:
       files = ["runs/train_items.gin"] + files
-      bindings += DATA_BINDINGS + [f"EMBEDDINGS_DIR = {embeddings!r}"]
-      if registry.SEMANTIC_IDS in spec.all_needs:
-        bindings.append(f"CODES_DIR = {codes!r}")
+      bindings += _item_bindings(spec, embeddings, codes)
+      if spec.pretrain_method:
+        pre = _pretrained(spec.pretrain_method, name, embeddings, codes,
+                          tmp_path / f"pre-{name}")
+        bindings += [f"PRETRAINED_DIR = {pre!r}",
+                     f"PRETRAINED_CODES_DIR = {codes!r}"]
     else:
       files = ["runs/train.gin"] + files
       bindings += _generative_bindings(tiny_task)

@@ -20,10 +20,17 @@ SMALL_IDS = {"codebook_size": 8, "epochs": 5, "num_user_buckets": 10,
              "num_subspaces": 4, "pca_dim": 16}
 
 
+# Two other toy data sets: what methods with a `pretrain_method` (VQ-Rec's
+# transfer) pre-train on, merged.
+PRETRAIN = tuple(pipeline.DataSource(name, "synthetic", dict(
+    TINY.kwargs, seed=seed)) for name, seed in (("src_a", 2), ("src_b", 3)))
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
   return pipeline.Workspace(tmp_path_factory.mktemp("work"),
-                            semantic_ids_overrides=SMALL_IDS)
+                            semantic_ids_overrides=SMALL_IDS,
+                            pretrain_sources=PRETRAIN)
 
 
 @pytest.mark.parametrize("method", registry.list_methods())

@@ -9,6 +9,7 @@
 | `amazon_2014` | raw Amazon 2014 review + meta files | `data_dir`, `category` |
 | `recbole` | any RecBole atomic dataset | `data_dir`, `name` |
 | `synthetic` | clustered generator | `num_users`, `num_items`, ..., `seed` |
+| `merged` | several sources as one (`datasets.merge`) | `parts`, `name` |
 
 Every name also takes the `PreprocessConfig` fields (`kcore`, `min_rating`,
 `dedupe_consecutive`, `min_history`, `order`, `drop_unused_items`) and
@@ -95,7 +96,9 @@ _SOURCES: dict[str, tuple[Callable[..., tuple[Interactions, ItemTable]],
     "recbole": (_recbole, PreprocessConfig()),
     "synthetic": (_synthetic, PreprocessConfig()),
 }
-NAMES = tuple(_SOURCES)
+# The multi-domain source (its parts are preprocessed by their own source).
+MERGED = "merged"
+NAMES = tuple(_SOURCES) + (MERGED,)
 
 
 def dataset_name(source: str, /, **kwargs: Any) -> str:
@@ -106,6 +109,10 @@ def dataset_name(source: str, /, **kwargs: Any) -> str:
     return f"recbole_{kwargs['name']}"
   if source == "synthetic":
     return f"synthetic_s{kwargs.get('seed', 0)}"
+  if source == MERGED:
+    parts = kwargs.get("parts") or ()
+    name = kwargs.get("name") or "+".join(str(p.get("name")) for p in parts)
+    return f"merged_{name.lower()}"
   return source
 
 
@@ -126,6 +133,18 @@ def load(source: str, /, unknown_items: str = "error",
   Raises:
     DatasetError: unknown name or options, or bad source data.
   """
+  if source == MERGED:
+    from recjax.datasets import merge  # pylint: disable=g-import-not-at-top
+    unknown = sorted(set(kwargs) - {"parts", "name"})
+    if unknown_items != "error":
+      unknown.append("unknown_items")
+    if unknown:
+      raise DatasetError(
+          f"the merged source takes parts= and name= only, got {unknown}; "
+          "give source and preprocessing options to each part.")
+    ds = merge.load_merged(**kwargs)
+    ds.metadata["loader"] = {"source": source, **kwargs}
+    return ds
   if source not in _SOURCES:
     raise DatasetError(f"Unknown dataset {source!r}; known: {list(NAMES)}.")
   reader, defaults = _SOURCES[source]

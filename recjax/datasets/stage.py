@@ -23,6 +23,8 @@ STAGE_VERSION = 1
 
 def _source_signature(kwargs: dict[str, Any]) -> list[Any]:
   """Sizes and mtimes of the files under `data_dir`, if any."""
+  if kwargs.get("parts"):  # The merged source: every part's files.
+    return [_source_signature(dict(p)) for p in kwargs["parts"]]
   data_dir = kwargs.get("data_dir")
   if data_dir is None or not os.path.isdir(data_dir):
     return []

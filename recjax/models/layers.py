@@ -262,6 +262,44 @@ class CodeEmbedding(nn.Module):
     """The table `[num_digits, codebook_size, features]`."""
     return self.embedding
 
+  def catalog(self, codes: Array) -> Array:
+    """`__call__` for a whole catalog `[num_items, num_digits]`, digit by
+    digit: memory `num_items x features`, not `x num_digits` as well."""
+    return catalog_vectors(self.embedding, codes)
+
+
+def catalog_vectors(table: Array, codes: Array) -> Array:
+  """Mean code vectors `[num_items, features]` of a table `[D, M, F]`.
+
+  The same vectors as `CodeEmbedding.__call__` (negative codes are missing
+  digits, an item with none gets zeros), accumulated over digits with a
+  loop so that no `[num_items, D, F]` array is built.
+
+  Args:
+    table: float `[num_digits, codebook_size, features]`.
+    codes: int `[num_items, num_digits]`.
+
+  Returns:
+    float32 `[num_items, features]`.
+  """
+  codes = jnp.asarray(codes, jnp.int32)
+  if codes.ndim != 2 or codes.shape[1] != table.shape[0]:
+    raise ConfigError(f"codes have shape {codes.shape}; the table has "
+                      f"{table.shape[0]} digits.")
+  valid = codes >= 0
+  rows = jnp.clip(codes, 0, table.shape[1] - 1)
+
+  def add(d, acc):
+    slab = jax.lax.dynamic_index_in_dim(table, d, axis=0, keepdims=False)
+    col = jax.lax.dynamic_index_in_dim(rows, d, axis=1, keepdims=False)
+    ok = jax.lax.dynamic_index_in_dim(valid, d, axis=1, keepdims=False)
+    return acc + jnp.take(slab, col, axis=0) * ok[:, None]
+
+  init = jnp.zeros((codes.shape[0], table.shape[-1]), jnp.float32)
+  total = jax.lax.fori_loop(0, table.shape[0], add, init)
+  count = jnp.maximum(jnp.sum(valid, axis=-1, keepdims=True), 1)
+  return total / count
+
 
 def check_tower_sizes(owner: str, d_model: int, num_layers: int,
                       num_heads: int, mlp_dim: int, dropout_rate: float,

@@ -142,6 +142,10 @@ class MethodSpec:
       `recjax.semantic_ids.semantic_ids_stage` keyword arguments.
     cf_method: the method whose exported item embeddings are this method's
       CF embeddings (LETTER: `sasrec_recbole`), or None.
+    pretrain_method: the method pre-trained on other data sets (the
+      workspace's `pretrain_sources`, merged) whose run this method starts
+      from (VQ-Rec's transfer: `vqrec_pretrain`), or None. Its run and
+      semantic IDs are bound as PRETRAINED_DIR / PRETRAINED_CODES_DIR.
     schedules: benchmark schedule name -> gin file (search-path relative)
       with that schedule's bindings ("" = the family's own gin files as
       they are); see `schedule_file`.
@@ -158,6 +162,7 @@ class MethodSpec:
   needs: frozenset[str] = frozenset()
   semantic_ids: Mapping[str, Any] | None = None
   cf_method: str | None = None
+  pretrain_method: str | None = None
   schedules: Mapping[str, str] = dataclasses.field(default_factory=dict)
   default_schedule: str = "cpu"
   anchors: tuple[Anchor, ...] = ()

@@ -28,9 +28,6 @@ TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import pathlib
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +46,7 @@ from recjax.models.layers import CodeEmbedding
 from recjax.models.layers import causal_bias
 from recjax.models.layers import init_normal
 from recjax.models.layers import layer_norm
+from recjax.semantic_ids import load_item_codes as load_stage_codes
 
 Array = jax.Array
 Batch = Mapping[str, Any]
@@ -388,38 +386,6 @@ class RPGModel(ItemModel):
     """The code embedding table `[num_digits, codebook_size, hidden]`."""
     return np.asarray(jax.device_get(
         params["code_embedding"]["embedding"]), np.float32)
-
-
-def load_stage_codes(codes_dir: str | os.PathLike[str],
-                     dataset: CanonicalDataset) -> tuple[np.ndarray, int]:
-  """Codes and codebook size of a semantic-ID stage directory, checked.
-
-  Args:
-    codes_dir: output of `python -m recjax.semantic_ids`.
-    dataset: the dataset they must describe.
-
-  Returns:
-    `(codes int32 [num_items, D], codebook_size)`.
-
-  Raises:
-    ConfigError: not a stage directory, or codes of another catalog.
-  """
-  from recjax import semantic_ids  # pylint: disable=g-import-not-at-top
-  path = pathlib.Path(codes_dir)
-  codes = semantic_ids.load_codes(path)
-  if codes.ndim != 2 or codes.shape[0] != dataset.num_items:
-    raise ConfigError(
-        f"{path / 'codes.npy'} has shape {codes.shape}, but dataset "
-        f"{dataset.name!r} has {dataset.num_items} items; build the codes "
-        "of this dataset (python -m recjax.semantic_ids --dataset_dir ...) "
-        "and point codes_dir at them.")
-  config_path = path / "config.json"
-  size = int(codes.max()) + 1
-  if config_path.exists():
-    method_config = json.loads(config_path.read_text()).get(
-        "method_config", {})
-    size = int(method_config.get("codebook_size", size))
-  return codes.astype(np.int32), size
 
 
 def make_rpg(dataset: CanonicalDataset,
