@@ -10,7 +10,8 @@ __all__ = ["TextKNN", "TextKNNModel", "make_textknn"]
 registry.register_family(registry.FamilySpec(
     name="textknn",
     kind=registry.ITEM,
-    claim="Not benchmarked yet.",
+    claim=("Seen items excluded, N@10 Office .0454 (87% of `markov`), "
+           "Beauty .0375 (78%), ML-100K .0195: text alone, untrained."),
     factory="recjax.models.textknn.make_textknn",
     description=(
         "Every item is ranked by the cosine similarity of its text "
