@@ -180,6 +180,10 @@ class Bench:
     row["train_seconds"] = float(res.get("train_seconds", np.nan))
     # Settings a method chose itself (e.g. the markov decay).
     row.update({k: v for k, v in res.items() if k.startswith("markov/")})
+    # The cold-start protocol's users (ItemDataConfig.cold_fraction).
+    row.update({k: float(v) for k, v in res.items()
+                if k.split("/")[0] in ("test_cold", "test_cold_excl")
+                and k.split("/")[-1] in METRICS + ["num_examples"]})
     return row
 
   def bundle(self, data: pipeline.DataSource, method: str, seed: int,

@@ -81,6 +81,12 @@ class ItemDataConfig:
     batch_size: global training batch size; None = the trainer's.
     eval_batch_size: evaluation batch size (every process evaluates all).
     seed: shuffling seed of the training batches.
+    cold_fraction: the cold-start protocol: this share of the catalog
+      (drawn with `cold_seed`) is removed from the training sequences
+      entirely; those items stay as validation / test targets and in
+      evaluation histories, and runs report `test_cold/<metric>` on the
+      test users whose target is such an item (0: off).
+    cold_seed: the draw of the cold items.
   """
 
   source: str = "amazon_lcrec"
@@ -94,6 +100,8 @@ class ItemDataConfig:
   batch_size: int | None = None
   eval_batch_size: int = 256
   seed: int = 0
+  cold_fraction: float = 0.0
+  cold_seed: int = 0
 
   def __post_init__(self):
     if self.train_mode not in TRAIN_MODES:
@@ -108,6 +116,9 @@ class ItemDataConfig:
     if self.eval_batch_size < 1:
       raise ConfigError(f"ItemDataConfig.eval_batch_size must be >= 1, got "
                         f"{self.eval_batch_size}.")
+    if not 0.0 <= self.cold_fraction < 1.0:
+      raise ConfigError(f"ItemDataConfig.cold_fraction must be in [0, 1), "
+                        f"got {self.cold_fraction}.")
 
   def load_kwargs(self) -> dict[str, Any]:
     """The keyword arguments of `recjax.datasets.load`."""
@@ -164,6 +175,46 @@ def training_sequences(train: Split) -> tuple[np.ndarray, np.ndarray]:
       train.history_flat)
   items[offsets[1:] - 1] = train.targets
   return offsets, items
+
+
+def cold_items(num_items: int, fraction: float, seed: int) -> np.ndarray:
+  """The cold-start items: `round(fraction * num_items)` of them, sorted."""
+  count = int(round(fraction * num_items))
+  rng = np.random.default_rng(seed)
+  return np.sort(rng.choice(num_items, count, replace=False)).astype(
+      np.int32)
+
+
+def without_items(train: Split, items: np.ndarray) -> Split:
+  """The train split with `items` removed from every training sequence.
+
+  Each user's whole training sequence (history + target) is filtered; the
+  rest is split again into history and target. Users left with no item
+  are dropped.
+
+  Args:
+    train: the train split of `recjax.datasets.leave_one_out`.
+    items: item indices to remove.
+
+  Returns:
+    The filtered split.
+  """
+  offsets, flat = training_sequences(train)
+  keep = ~np.isin(flat, items)
+  owner = np.repeat(np.arange(len(train)), np.diff(offsets))
+  counts = np.bincount(owner[keep], minlength=len(train))
+  kept_flat = flat[keep]
+  users = np.flatnonzero(counts > 0)
+  ends = np.cumsum(counts)[users]
+  hist_len = counts[users] - 1
+  is_target = np.zeros(kept_flat.size, bool)
+  is_target[ends - 1] = True
+  return Split(name=train.name,
+               users=np.asarray(train.users)[users].astype(np.int32),
+               offsets=np.concatenate([[0], np.cumsum(hist_len)]).astype(
+                   np.int64),
+               history_flat=kept_flat[~is_target].astype(np.int32),
+               targets=kept_flat[is_target].astype(np.int32))
 
 
 def _windows(flat: np.ndarray, start: np.ndarray, end: np.ndarray,
@@ -350,6 +401,7 @@ class ItemData:
   dataset: CanonicalDataset
   splits: dict[str, Split]
   config: ItemDataConfig
+  cold: np.ndarray | None = None
 
   @property
   def num_items(self) -> int:
@@ -370,14 +422,29 @@ class ItemData:
     return TrainBatches(self.train_examples(), batch_size,
                         seed=self.config.seed)
 
-  def eval_batches(self, split: str) -> EvalBatches:
-    """Evaluation batches of 'validation' or 'test'."""
+  def eval_batches(self, split: str, cold_only: bool = False
+                   ) -> EvalBatches:
+    """Evaluation batches of 'validation' or 'test'.
+
+    Args:
+      split: 'validation' or 'test'.
+      cold_only: only the examples whose target is a cold item (the
+        cold-start protocol, `ItemDataConfig.cold_fraction`).
+
+    Raises:
+      ConfigError: an unknown split, or `cold_only` without cold items.
+    """
     if split not in ("validation", "test"):
       raise ConfigError(f"evaluation split must be 'validation' or 'test', "
                         f"got {split!r}.")
-    return EvalBatches(eval_arrays(self.splits[split],
-                                   self.config.max_length),
-                       self.config.eval_batch_size)
+    arrays = eval_arrays(self.splits[split], self.config.max_length)
+    if cold_only:
+      if self.cold is None:
+        raise ConfigError("cold_only needs ItemDataConfig.cold_fraction "
+                          "> 0.")
+      rows = np.isin(arrays["target_item"], self.cold)
+      arrays = {k: v[rows] for k, v in arrays.items()}
+    return EvalBatches(arrays, self.config.eval_batch_size)
 
 
 def load_dataset(config: ItemDataConfig) -> CanonicalDataset:
@@ -395,4 +462,9 @@ def load_dataset(config: ItemDataConfig) -> CanonicalDataset:
 def load(config: ItemDataConfig) -> ItemData:
   """Loads the dataset of `config` and splits it by leave-one-out."""
   ds = load_dataset(config)
-  return ItemData(ds, datasets.leave_one_out(ds, max_history=None), config)
+  splits = datasets.leave_one_out(ds, max_history=None)
+  if not config.cold_fraction:
+    return ItemData(ds, splits, config)
+  cold = cold_items(ds.num_items, config.cold_fraction, config.cold_seed)
+  splits = dict(splits, train=without_items(splits["train"], cold))
+  return ItemData(ds, splits, config, cold)

@@ -238,6 +238,11 @@ def train_items(model_dir: str,
         trainer.abstract_state(), best=True)
     params = best_state.params
   results = evaluator.evaluate_both(params, item_data.eval_batches("test"))
+  if item_data.cold is not None:  # The cold-start protocol's users.
+    results.update(evaluator.evaluate_both(
+        params, item_data.eval_batches("test", cold_only=True),
+        prefix="test_cold"))
+    results["num_cold_items"] = float(item_data.cold.size)
   results.update({"best_step": float(best_step),
                   "final_step": float(final_step),
                   "train_seconds": float(train_seconds),

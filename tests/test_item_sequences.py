@@ -1,5 +1,7 @@
 """Tests for recjax.item_sequences (examples, batches, eval arrays)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -191,3 +193,40 @@ def test_load_stages_the_dataset_once(tmp_path):
   assert second.eval_batches("test").num_examples == SYNTH["num_users"]
   with pytest.raises(ConfigError, match="'train'"):
     second.eval_batches("train")
+
+
+def test_cold_items_leave_every_training_sequence_in_order(data):
+  ds, splits = data
+  cold = item_sequences.cold_items(ds.num_items, 0.25, seed=1)
+  assert len(cold) == 10 and len(set(cold)) == 10
+  np.testing.assert_array_equal(
+      cold, item_sequences.cold_items(ds.num_items, 0.25, seed=1))
+  assert not np.array_equal(
+      cold, item_sequences.cold_items(ds.num_items, 0.25, seed=2))
+  train = item_sequences.without_items(splits["train"], cold)
+  offsets, flat = item_sequences.training_sequences(train)
+  want = {u: [i for i in seq if i not in set(cold)]
+          for u, seq in enumerate(_train_seqs(ds))}
+  got = {int(u): list(flat[offsets[k]:offsets[k + 1]])
+         for k, u in enumerate(train.users)}
+  assert got == {u: s for u, s in want.items() if s}
+  assert not np.isin(flat, cold).any()
+
+
+def test_cold_only_evaluation_keeps_the_users_with_a_cold_target():
+  config = item_sequences.ItemDataConfig(
+      source="synthetic", source_kwargs=SYNTH, max_length=M,
+      cold_fraction=0.25, eval_batch_size=7)
+  data = item_sequences.load(config)
+  batches = data.eval_batches("test", cold_only=True)
+  rows = batches.arrays
+  assert np.isin(rows["target_item"], data.cold).all()
+  want = np.isin(data.splits["test"].targets, data.cold).sum()
+  assert len(rows["target_item"]) == want > 0
+  plain = item_sequences.load(dataclasses.replace(config, cold_fraction=0))
+  with pytest.raises(ConfigError, match=r"cold_only needs ItemDataConfig."
+                     r"cold_fraction > 0"):
+    plain.eval_batches("test", cold_only=True)
+  with pytest.raises(ConfigError, match=r"cold_fraction must be in \[0, "
+                     r"1\), got 1.5"):
+    dataclasses.replace(config, cold_fraction=1.5)

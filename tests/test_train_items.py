@@ -1,5 +1,6 @@
 """End-to-end tests of recjax.train_items (gin, Trainer, checkpoints)."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -13,6 +14,7 @@ import tiny_item_runs
 
 from recjax import embed
 from recjax import gin_utils
+from recjax import item_sequences
 from recjax import train_items as train_items_lib
 from recjax.errors import ConfigError
 from recjax.item_sequences import ItemDataConfig
@@ -157,3 +159,22 @@ def test_command_line_reports_bad_embeddings(tmp_path):
       cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert f"error: {bad / 'embeddings.npy'}" in proc.stderr
+
+
+def test_cold_start_protocol_removes_items_and_reports_their_users(
+    gin_file, tmp_path):
+  out = _run(gin_file, tmp_path / "cold", TRAIN_STEPS=10)
+  assert not any(k.startswith("test_cold") for k in out)
+  gin.clear_config()
+  bindings = [f"MODEL_DIR = {str(tmp_path / 'cold2')!r}", "TRAIN_STEPS = 10",
+              "recjax.item_sequences.ItemDataConfig.cold_fraction = 0.2"]
+  gin_utils.parse_gin(["runs/train_items.gin", str(gin_file)], bindings,
+                      finalize=False)
+  cold = gin.get_configurable("recjax.train_items.train_items")()
+  data = item_sequences.load(dataclasses.replace(DATA, cold_fraction=0.2))
+  targets = data.splits["test"].targets
+  want = int(np.isin(targets, data.cold).sum())
+  assert cold["num_cold_items"] == 6
+  assert cold["test_cold/num_examples"] == want > 0
+  assert cold["test_cold_excl/num_examples"] == want
+  assert 0.0 <= cold["test_cold/ndcg@10"] <= 1.0
