@@ -283,7 +283,7 @@ def problems(draw):
   return SemanticIdLayout(sizes), grid[idx], beams, excl, seed
 
 
-@hypothesis.settings(max_examples=8, deadline=None)
+@hypothesis.settings(max_examples=30, deadline=None)
 @hypothesis.given(problems())
 def test_random_catalogs_and_models_never_return_invalid_ids(problem):
   layout, codes, beams, excl, seed = problem

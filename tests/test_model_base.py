@@ -1,6 +1,8 @@
 """Tests for recjax.models.base (top-K with exclusion) and the item loss."""
 
 import flax.linen as nn
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,6 +47,32 @@ def test_top_k_matches_brute_force_with_exclusion_and_allowed():
                     np.take_along_axis(scores, np.maximum(items, 0), 1),
                     -np.inf)
     np.testing.assert_allclose(top, want, rtol=1e-6)
+
+
+@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.given(n=st.integers(1, 10), k=st.integers(1, 10),
+                  per_row=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_top_k_over_random_catalog_subsets_matches_brute_force(
+    n, k, per_row, seed):
+  k = min(k, n)
+  rng = np.random.default_rng(seed)
+  # Few distinct values: ties must go to the smaller item index.
+  scores = rng.integers(0, 3, size=(3, n)).astype(np.float32)
+  excluded = rng.integers(-1, n, size=(3, rng.integers(0, 4)))
+  allowed = rng.random((3, n) if per_row else n) < 0.6
+  items, top = item_models.top_k_items(scores, k, excluded, allowed)
+  items = np.asarray(items)
+  rows = allowed if per_row else np.broadcast_to(allowed, (3, n))
+  for i in range(3):
+    want = _brute_top_k(scores[i:i + 1], k, excluded[i:i + 1], rows[i])[0]
+    # Same scores in the same order; the same set of items per score.
+    got_scores = [scores[i, j] for j in items[i] if j >= 0]
+    want_scores = [scores[i, j] for j in want if j >= 0]
+    assert got_scores == want_scores
+    assert set(items[i][items[i] >= 0]) <= {
+        j for j in range(n) if rows[i][j] and j not in set(excluded[i])}
+    assert len(set(items[i][items[i] >= 0])) == (items[i] >= 0).sum()
+  assert np.isneginf(np.asarray(top)[items < 0]).all()
 
 
 def test_top_k_pads_when_fewer_than_k_items_remain():

@@ -60,7 +60,7 @@ def _probe(trie, prefixes, excl, grid, tokens):
   return per_depth, trie.lookup(grid), trie.lookup_tokens(tokens)
 
 
-@hypothesis.settings(max_examples=15, deadline=None)
+@hypothesis.settings(max_examples=40, deadline=None)
 @hypothesis.given(catalogs())
 def test_children_and_lookup_match_brute_force(catalog):
   layout, codes, rng = catalog
