@@ -29,7 +29,10 @@ $(TEST_STAMP): $(STAMP)
 quickstart: $(STAMP)
 	$(PY) -m recjax.quickstart
 
+# The pinned assets are fetched once before the workers start (offline with
+# a cold cache, the tests marked `network` skip with the reason).
 test: $(TEST_STAMP)
+	$(PY) -m recjax.assets
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q tests
 
 # Property tests with fresh random examples (and more of them).

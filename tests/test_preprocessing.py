@@ -83,8 +83,8 @@ def test_everything_vanishes_error():
 
 def test_min_rating_without_ratings():
   rows = [("a", "0", 1), ("a", "1", 2), ("a", "2", 3)]
-  with pytest.raises(DatasetError, match=r"needs ratings, and this source has none. Set "
-                     r"min_rating=None"):
+  with pytest.raises(DatasetError, match=r"needs ratings, and this source "
+                     r"has none. Set min_rating=None"):
     preprocessing.preprocess("t", _inter(rows), _table(3),
                              preprocessing.PreprocessConfig(min_rating=4))
 

@@ -165,6 +165,7 @@ def test_unknown_dataset():
     datasets.load("nope")
 
 
+@pytest.mark.network("movielens_100k")
 def test_movielens_counts():
   ds = datasets.load("movielens_100k")
   assert (ds.num_users, ds.num_items, ds.num_interactions) == (943, 1682,

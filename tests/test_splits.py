@@ -47,5 +47,6 @@ def test_short_history_error():
 
 
 def test_bad_cap():
-  with pytest.raises(DatasetError, match=r"max_history must be >= 1 or None, got 0"):
+  with pytest.raises(DatasetError,
+                     match=r"max_history must be >= 1 or None, got 0"):
     splits.leave_one_out(_ds([[1, 2, 3]]), max_history=0)

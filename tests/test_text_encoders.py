@@ -41,6 +41,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                                                                        axis=1)
 
 
+@pytest.mark.network("all_minilm_l6_v2")
 def test_minilm_matches_sentence_transformers():
   ref = json.loads(FIXTURE.read_text(encoding="utf-8"))
   assert len(ref["texts"]) >= 8

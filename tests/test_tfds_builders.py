@@ -38,6 +38,7 @@ def test_synthetic_builder(tmp_path):
   _check_against_splits(tmp_path, "recjax_synthetic/tiny", ds)
 
 
+@pytest.mark.network("movielens_100k")
 def test_movielens_builder(tmp_path):
   _check_against_splits(tmp_path, "recjax_movielens100k",
                         datasets.load("movielens_100k"))
