@@ -50,9 +50,14 @@ from recjax.io_utils import atomic_directory
 # no price, so the default uses the fields every canonical item table has.
 DEFAULT_TEMPLATE = ("Title: {title}; Brand: {brand}; Categories: {categories}"
                     "; Description: {description}")
+# The text of an item whose template fields are all empty.
+EMPTY_TEXT = "Item {id}"
 EMBEDDINGS_FILE = "embeddings.npy"
 MANIFEST_FILE = "manifest.json"
 _STAGE_VERSION = 1
+# SAID's item text (the issue's "title, brand and categories"), used by every
+# causal-LM encoder so that their rows differ only in the item vectors.
+LM_TEMPLATE = "Title: {title}; Brand: {brand}; Categories: {categories}"
 
 Template = str | Sequence[str]
 
@@ -62,16 +67,39 @@ class EmbedConfig:
   """Configuration of the embed stage.
 
   Attributes:
-    model_dir: local checkpoint directory; None: pinned all-MiniLM-L6-v2.
+    model_dir: local checkpoint directory, a Llama-family `.gguf` file or
+      `smollm2_135m` (a causal LM); None: pinned all-MiniLM-L6-v2.
     template: format-string template or list of field names.
     separator: segment separator of the template.
     batch_size: texts per device call.
+    pooling: causal LMs: "mean" or "last" hidden state (default "mean").
+    max_length: causal LMs: tokens per item text (default 64).
   """
 
   model_dir: str | None = None
   template: Template = DEFAULT_TEMPLATE
   separator: str = "; "
   batch_size: int = 128
+  pooling: str | None = None
+  max_length: int | None = None
+
+
+def named_encoders() -> dict[str, EmbedConfig]:
+  """Item text encoders by the name methods use (`MethodSpec.text_encoder`).
+
+  "minilm" is the pinned all-MiniLM-L6-v2 over `DEFAULT_TEMPLATE`;
+  "smollm2-mean" / "smollm2-last" are SmolLM2-135M-Instruct's final hidden
+  states (mean-pooled / last token) over `LM_TEMPLATE`, 64 tokens.
+  """
+  return {
+      "minilm": EmbedConfig(),
+      "smollm2-mean": EmbedConfig(model_dir="smollm2_135m",
+                                  template=LM_TEMPLATE, pooling="mean",
+                                  max_length=64, batch_size=32),
+      "smollm2-last": EmbedConfig(model_dir="smollm2_135m",
+                                  template=LM_TEMPLATE, pooling="last",
+                                  max_length=64, batch_size=32),
+  }
 
 
 def _template_string(template: Template | None, separator: str) -> str:
@@ -100,7 +128,9 @@ def render_texts(items: ItemTable, template: Template | None = None,
 
   Returns:
     One string per item, in item-index order. HTML entities are unescaped
-    and whitespace is collapsed.
+    and whitespace is collapsed. An item whose fields are all empty gets
+    the fallback text `EMPTY_TEXT.format(id=<original id>)` ("Item <id>"),
+    so every encoder sees at least one token; `count_empty` counts them.
 
   Raises:
     ConfigError: the template names a field the item table lacks, or is not
@@ -130,30 +160,41 @@ def render_texts(items: ItemTable, template: Template | None = None,
       if names and not any(values.values()):
         continue
       parts.append(seg.format(**values).strip())
-    texts.append(separator.join(p for p in parts if p))
+    text = separator.join(p for p in parts if p)
+    texts.append(text or EMPTY_TEXT.format(id=items.original_ids[i]))
   return texts
+
+
+def count_empty(items: ItemTable, texts: Sequence[str]) -> int:
+  """How many rendered `texts` are the empty-text fallback."""
+  return sum(t == EMPTY_TEXT.format(id=i)
+             for t, i in zip(texts, items.original_ids))
 
 
 def embed_items(dataset: CanonicalDataset,
                 model_dir: str | os.PathLike[str] | None = None,
                 template: Template | None = None, batch_size: int = 128,
-                separator: str = "; ", progress: bool = True) -> np.ndarray:
+                separator: str = "; ", progress: bool = True,
+                pooling: str | None = None,
+                max_length: int | None = None) -> np.ndarray:
   """Embeds every item of `dataset`.
 
   Args:
     dataset: the canonical dataset.
-    model_dir: local checkpoint directory; None: pinned all-MiniLM-L6-v2.
+    model_dir: see `EmbedConfig.model_dir`.
     template: see `render_texts`.
     batch_size: texts per device call.
     separator: template segment separator.
     progress: show a tqdm progress bar.
+    pooling: causal LMs: "mean" or "last".
+    max_length: causal LMs: tokens per text.
 
   Returns:
     float32 `[num_items, dim]`, row i = item index i.
   """
   from recjax.text_encoders import load_text_encoder  # pylint: disable=g-import-not-at-top
   texts = render_texts(dataset.items, template, separator)
-  encoder = load_text_encoder(model_dir)
+  encoder = load_text_encoder(model_dir, pooling, max_length)
   return encoder.encode(texts, batch_size=batch_size, progress=progress)
 
 
@@ -228,22 +269,29 @@ def embed_stage(dataset_dir: str | os.PathLike[str],
     input hash (dataset fingerprint, rendered texts, model checkpoint
     fingerprint, config).
   """
-  from recjax.text_encoders import checkpoint  # pylint: disable=g-import-not-at-top
-  from recjax.text_encoders import default_model_dir  # pylint: disable=g-import-not-at-top
+  from recjax import text_encoders  # pylint: disable=g-import-not-at-top
   config = config or EmbedConfig()
   out = pathlib.Path(out_dir)
   dataset = CanonicalDataset.load(dataset_dir)
   texts = render_texts(dataset.items, config.template, config.separator)
-  model_dir = pathlib.Path(config.model_dir or default_model_dir())
+  model_dir = text_encoders.resolve_model(config.model_dir)
   inputs = {
       "stage_version": _STAGE_VERSION,
       "dataset_fingerprint": dataset.fingerprint(),
       "texts_sha256": hashlib.sha256("\x00".join(texts).encode()).hexdigest(),
-      "model_fingerprint": checkpoint.fingerprint(model_dir),
+      "model_fingerprint": text_encoders.model_fingerprint(model_dir),
       "template": _template_string(config.template, config.separator),
       "separator": config.separator,
   }
+  if text_encoders.is_causal_lm(model_dir):
+    inputs["pooling"] = config.pooling or "mean"
+    inputs["max_length"] = config.max_length or text_encoders.LM_MAX_LENGTH
   input_hash = config_hash(inputs)
+  num_empty = count_empty(dataset.items, texts)
+  if num_empty:
+    logging.warning("embed: %d of %d items of %s have no text in the "
+                    "template's fields; they are embedded as %r.",
+                    num_empty, len(texts), dataset.name, EMPTY_TEXT)
   old = read_manifest(out)
   if (not force and old and old.get("input_hash") == input_hash and
       (out / EMBEDDINGS_FILE).exists()):
@@ -251,15 +299,17 @@ def embed_stage(dataset_dir: str | os.PathLike[str],
                  input_hash[:12])
     return out
   emb = embed_items(dataset, model_dir, config.template, config.batch_size,
-                    config.separator)
+                    config.separator, pooling=config.pooling,
+                    max_length=config.max_length)
   manifest = {
       "model": str(model_dir),
       "model_name": (model_dir.parent.name if model_dir.name == "model"
-                     else model_dir.name),
+                     else model_dir.name.removesuffix(".gguf")),
       "template": inputs["template"], "separator": config.separator,
       "num_items": int(emb.shape[0]), "dim": int(emb.shape[1]),
       "dtype": "float32", "checksum": array_checksum(emb),
       "dataset": dataset.name, "input_hash": input_hash, "inputs": inputs,
+      "num_empty_texts": num_empty,
   }
   with atomic_directory(out) as tmp:
     np.save(tmp / EMBEDDINGS_FILE, emb)
@@ -275,7 +325,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                       help="canonical dataset dir (CanonicalDataset.save)")
   parser.add_argument("--out", required=True, help="output directory")
   parser.add_argument("--model_dir", default=None,
-                      help="local HF checkpoint; default: all-MiniLM-L6-v2")
+                      help="local HF checkpoint, a .gguf causal LM or "
+                      "smollm2_135m; default: all-MiniLM-L6-v2")
+  parser.add_argument("--pooling", default=None, choices=("mean", "last"),
+                      help="causal LMs: pooled hidden states")
+  parser.add_argument("--max_length", type=int, default=None,
+                      help="causal LMs: tokens per item text (64)")
   parser.add_argument("--template", default=DEFAULT_TEMPLATE)
   parser.add_argument("--separator", default="; ")
   parser.add_argument("--batch_size", type=int, default=128)
@@ -284,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO)
   cfg = EmbedConfig(model_dir=args.model_dir, template=args.template,
-                    separator=args.separator, batch_size=args.batch_size)
+                    separator=args.separator, batch_size=args.batch_size,
+                    pooling=args.pooling, max_length=args.max_length)
   out = embed_stage(args.dataset_dir, args.out, cfg, force=args.force)
   manifest = read_manifest(out)
   print(json.dumps({k: manifest[k] for k in ("num_items", "dim", "model_name",

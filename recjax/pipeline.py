@@ -151,12 +151,32 @@ class Workspace:
     out = self.root / data.name / "dataset"
     return dataset_stage.prepare(data.source, out, **dict(data.kwargs)), out
 
-  def embeddings(self, data: DataSource) -> pathlib.Path:
-    """MiniLM item embeddings of the data set (computed once)."""
+  def embeddings(self, data: DataSource,
+                 encoder: str = "minilm") -> pathlib.Path:
+    """Item text embeddings of the data set (computed once per encoder).
+
+    Args:
+      data: the data set.
+      encoder: a name of `embed.named_encoders()` ("minilm",
+        "smollm2-mean", "smollm2-last") or a trained item encoder
+        (`registry.register_item_encoder`, e.g. "said").
+
+    Returns:
+      `<root>/<data>/<encoder>`, an embed-stage directory.
+    """
     from recjax import embed  # pylint: disable=g-import-not-at-top
+    encoders = embed.named_encoders()
+    trained = registry.item_encoder_stage(encoder)
+    if trained is not None:
+      _, ds_dir = self.dataset(data)
+      return pathlib.Path(registry.resolve(trained)(
+          ds_dir, self.root / data.name / encoder))
+    if encoder not in encoders:
+      raise ConfigError(f"unknown text encoder {encoder!r}; known: "
+                        f"{sorted(encoders)}.")
     _, ds_dir = self.dataset(data)
-    return pathlib.Path(embed.embed_stage(ds_dir,
-                                          self.root / data.name / "minilm"))
+    return pathlib.Path(embed.embed_stage(
+        ds_dir, self.root / data.name / encoder, encoders[encoder]))
 
   def run_dir(self, method: str, data: DataSource, seed: int,
               schedule: str = "cpu") -> pathlib.Path:
@@ -288,7 +308,7 @@ class Workspace:
       return (["runs/train_counts.gin"] + files,
               bindings + data.item_data_bindings(None))
     if spec.kind == registry.ITEM:
-      emb = (self.embeddings(data)
+      emb = (self.embeddings(data, spec.text_encoder)
              if registry.TEXT_EMBEDDINGS in spec.all_needs else None)
       if registry.SEMANTIC_IDS in spec.all_needs:
         sid = self.semantic_ids(method, data, seed, schedule)

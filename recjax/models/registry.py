@@ -152,6 +152,8 @@ class MethodSpec:
     default_schedule: the schedule used when a method has none of the
       requested name.
     anchors: published numbers to print beside ours.
+    text_encoder: the item text encoder of its `TEXT_EMBEDDINGS` (a name
+      of `recjax.embed.named_encoders()`).
   """
 
   name: str
@@ -166,6 +168,7 @@ class MethodSpec:
   schedules: Mapping[str, str] = dataclasses.field(default_factory=dict)
   default_schedule: str = "cpu"
   anchors: tuple[Anchor, ...] = ()
+  text_encoder: str = "minilm"
 
   def __post_init__(self):
     object.__setattr__(self, "needs", frozenset(self.needs))
@@ -213,6 +216,7 @@ class MethodSpec:
 
 _FAMILIES: dict[str, FamilySpec] = {}
 _METHODS: dict[str, MethodSpec] = {}
+_ENCODERS: dict[str, str] = {}
 _loaded = False
 
 
@@ -262,6 +266,34 @@ def register_method(spec: MethodSpec, *, replace: bool = False
                       "another name or pass replace=True.")
   _METHODS[spec.name] = spec
   return spec
+
+
+def register_item_encoder(name: str, stage: str, *,
+                          replace: bool = False) -> None:
+  """Adds a trained item encoder (e.g. SAID stage 1).
+
+  A method with `text_encoder=name` gets its `TEXT_EMBEDDINGS` from
+  `stage(dataset_dir, out_dir)`, which writes an embed-stage directory
+  (`embeddings.npy`, `manifest.json`).
+
+  Args:
+    name: the encoder's name (`MethodSpec.text_encoder`).
+    stage: dotted path of the stage function.
+    replace: overwrite an encoder of the same name.
+
+  Raises:
+    ConfigError: the name is taken.
+  """
+  if name in _ENCODERS and not replace and _ENCODERS[name] != stage:
+    raise ConfigError(f"item encoder {name!r} is already registered.")
+  _ENCODERS[name] = stage
+
+
+def item_encoder_stage(name: str) -> str | None:
+  """The stage function (dotted path) of a trained item encoder, or None
+  for a text encoder of `recjax.embed.named_encoders()`."""
+  _load_builtin()
+  return _ENCODERS.get(name)
 
 
 def unregister(name: str) -> None:

@@ -26,9 +26,12 @@ from recjax.text_encoders.checkpoint import read_json
 from recjax.text_encoders.checkpoint import read_sentence_config
 
 DEFAULT_ASSET = "all_minilm_l6_v2"
+# Causal LMs used as sentence encoders truncate item text here by default.
+LM_MAX_LENGTH = 64
 
-__all__ = ["DEFAULT_ASSET", "SentenceConfig", "TextEncoder",
-           "default_model_dir", "load_text_encoder", "pool"]
+__all__ = ["DEFAULT_ASSET", "LM_MAX_LENGTH", "SentenceConfig", "TextEncoder",
+           "default_model_dir", "is_causal_lm", "load_text_encoder",
+           "model_fingerprint", "pool", "resolve_model"]
 
 
 def default_model_dir() -> pathlib.Path:
@@ -37,23 +40,67 @@ def default_model_dir() -> pathlib.Path:
   return assets.fetch(DEFAULT_ASSET)
 
 
-def load_text_encoder(model_dir: str | os.PathLike[str] | None = None
-                      ) -> TextEncoder:
-  """Loads a sentence encoder from a local checkpoint directory.
+def resolve_model(model_dir: str | os.PathLike[str] | None
+                  ) -> pathlib.Path:
+  """The checkpoint a `model_dir` value names.
+
+  Args:
+    model_dir: a checkpoint directory, a `.gguf` file, the name of a pinned
+      causal-LM asset (`smollm2_135m`), or None (pinned MiniLM).
+
+  Returns:
+    The local directory or file (assets are fetched once).
+  """
+  from recjax.text_encoders import llama  # pylint: disable=g-import-not-at-top
+  if not model_dir:
+    return default_model_dir()
+  if str(model_dir) == llama.LM_ASSET:
+    return pathlib.Path(llama.default_lm_path())
+  return pathlib.Path(model_dir)
+
+
+def is_causal_lm(path: pathlib.Path) -> bool:
+  """Whether a resolved checkpoint is a GGUF causal LM."""
+  return path.suffix == ".gguf"
+
+
+def model_fingerprint(path: pathlib.Path) -> str:
+  """sha256 identifying a resolved checkpoint (directory or GGUF file)."""
+  if is_causal_lm(path):
+    from recjax.text_encoders import gguf_checkpoint  # pylint: disable=g-import-not-at-top
+    return gguf_checkpoint.file_sha256(path)
+  return fingerprint(path)
+
+
+def load_text_encoder(model_dir: str | os.PathLike[str] | None = None,
+                      pooling: str | None = None,
+                      max_length: int | None = None) -> TextEncoder:
+  """Loads a sentence encoder from a local checkpoint.
 
   Args:
     model_dir: directory with config.json, model.safetensors, tokenizer.json
-      (and optionally modules.json, 1_Pooling/, 2_Dense/, ...). None: the
+      (and optionally modules.json, 1_Pooling/, 2_Dense/, ...); or a
+      Llama-family `.gguf` file / `smollm2_135m` (a causal LM). None: the
       pinned all-MiniLM-L6-v2 asset.
+    pooling: causal LMs only: "mean" (default) or "last".
+    max_length: causal LMs only: truncation in tokens (default 64).
 
   Returns:
     The encoder.
 
   Raises:
-    ConfigError: missing files, or a `model_type` that is neither BERT-family
-      nor T5.
+    ConfigError: missing files, a `model_type` that is neither BERT-family
+      nor T5, or pooling / max_length given for a sentence encoder.
   """
-  path = pathlib.Path(model_dir) if model_dir else default_model_dir()
+  path = resolve_model(model_dir)
+  if is_causal_lm(path):
+    from recjax.text_encoders import llama  # pylint: disable=g-import-not-at-top
+    return llama.load_causal_lm(path).text_encoder(
+        pooling or "mean", max_length or LM_MAX_LENGTH)
+  if pooling or max_length:
+    raise ConfigError(f"{path}: pooling / max_length apply to causal LMs "
+                      "(.gguf); a sentence encoder uses its own "
+                      "(modules.json).")
   conf = read_json(path / "config.json")
   model_type = conf.get("model_type", "")
   sentence = read_sentence_config(path)

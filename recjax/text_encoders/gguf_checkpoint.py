@@ -260,7 +260,8 @@ def build_tokenizer(meta: Mapping[str, Any],
   return tok
 
 
-def _sha256(path: pathlib.Path) -> str:
+def file_sha256(path: pathlib.Path) -> str:
+  """sha256 of a file."""
   h = hashlib.sha256()
   with open(path, "rb") as f:
     for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -318,4 +319,4 @@ def read_gguf(path: str | os.PathLike[str],
                    tensor_types=types, tokenizer=tokenizer,
                    metadata={k: v for k, v in meta.items()
                              if not isinstance(v, list)},
-                   fingerprint=fingerprint or _sha256(path))
+                   fingerprint=fingerprint or file_sha256(path))

@@ -37,3 +37,11 @@ registry.register_method(registry.MethodSpec(
     schedules={"cpu": "schedules/learn_cpu.gin",
                "cpu_long": "schedules/learn_cpu_long.gin",
                "smoke": "schedules/learn_smoke.gin"}))
+registry.register_method(registry.MethodSpec(
+    name="learn_llm", family="learn",
+    recipe=("frozen SmolLM2-135M item vectors (mean-pooled final hidden "
+            "states), in-batch softmax"),
+    text_encoder="smollm2-mean",
+    schedules={"cpu": "schedules/learn_cpu.gin",
+               "cpu_long": "schedules/learn_cpu_long.gin",
+               "smoke": "schedules/learn_smoke.gin"}))

@@ -39,3 +39,11 @@ registry.register_method(registry.MethodSpec(
     schedules={"cpu": "schedules/lite_cpu.gin",
                "cpu_long": "schedules/lite_cpu_long.gin",
                "smoke": "schedules/lite_smoke.gin"}))
+registry.register_method(registry.MethodSpec(
+    name="lite_llm", family="lite",
+    recipe=("frozen SmolLM2-135M item vectors (mean-pooled final hidden "
+            "states of title, brand, categories), linear item head"),
+    text_encoder="smollm2-mean",
+    schedules={"cpu": "schedules/lite_cpu.gin",
+               "cpu_long": "schedules/lite_cpu_long.gin",
+               "smoke": "schedules/lite_smoke.gin"}))
