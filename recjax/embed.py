@@ -74,6 +74,11 @@ class EmbedConfig:
     batch_size: texts per device call.
     pooling: causal LMs: "mean" or "last" hidden state (default "mean").
     max_length: causal LMs: tokens per item text (default 64).
+    postprocess: "none", or "standardize": subtract the catalog mean and
+      divide each dimension by its standard deviation. Causal-LM states are
+      far from isotropic (SmolLM2's mean-pooled item vectors: average
+      pairwise cosine .95, one dimension with mean 29), so the LM encoders
+      standardise; it uses item text only, no interactions.
   """
 
   model_dir: str | None = None
@@ -82,6 +87,34 @@ class EmbedConfig:
   batch_size: int = 128
   pooling: str | None = None
   max_length: int | None = None
+  postprocess: str = "none"
+
+
+POSTPROCESSING = ("none", "standardize")
+
+
+def postprocess(x: np.ndarray, mode: str) -> np.ndarray:
+  """Applies `EmbedConfig.postprocess` to item vectors `[N, D]`.
+
+  Args:
+    x: float item vectors.
+    mode: "none" or "standardize" (per-dimension z-scores over the
+      catalog; a constant dimension becomes 0).
+
+  Returns:
+    float32 vectors.
+
+  Raises:
+    ConfigError: an unknown mode.
+  """
+  if mode not in POSTPROCESSING:
+    raise ConfigError(f"postprocess must be one of {POSTPROCESSING}, got "
+                      f"{mode!r}.")
+  x = np.asarray(x, np.float64)
+  if mode == "standardize":
+    std = x.std(axis=0)
+    x = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
+  return x.astype(np.float32)
 
 
 def named_encoders() -> dict[str, EmbedConfig]:
@@ -89,16 +122,19 @@ def named_encoders() -> dict[str, EmbedConfig]:
 
   "minilm" is the pinned all-MiniLM-L6-v2 over `DEFAULT_TEMPLATE`;
   "smollm2-mean" / "smollm2-last" are SmolLM2-135M-Instruct's final hidden
-  states (mean-pooled / last token) over `LM_TEMPLATE`, 64 tokens.
+  states (mean-pooled / last token) over `LM_TEMPLATE`, 64 tokens,
+  standardised.
   """
   return {
       "minilm": EmbedConfig(),
       "smollm2-mean": EmbedConfig(model_dir="smollm2_135m",
                                   template=LM_TEMPLATE, pooling="mean",
-                                  max_length=64, batch_size=32),
+                                  max_length=64, batch_size=32,
+                                  postprocess="standardize"),
       "smollm2-last": EmbedConfig(model_dir="smollm2_135m",
                                   template=LM_TEMPLATE, pooling="last",
-                                  max_length=64, batch_size=32),
+                                  max_length=64, batch_size=32,
+                                  postprocess="standardize"),
   }
 
 
@@ -286,6 +322,8 @@ def embed_stage(dataset_dir: str | os.PathLike[str],
   if text_encoders.is_causal_lm(model_dir):
     inputs["pooling"] = config.pooling or "mean"
     inputs["max_length"] = config.max_length or text_encoders.LM_MAX_LENGTH
+  if config.postprocess != "none":
+    inputs["postprocess"] = config.postprocess
   input_hash = config_hash(inputs)
   num_empty = count_empty(dataset.items, texts)
   if num_empty:
@@ -301,6 +339,7 @@ def embed_stage(dataset_dir: str | os.PathLike[str],
   emb = embed_items(dataset, model_dir, config.template, config.batch_size,
                     config.separator, pooling=config.pooling,
                     max_length=config.max_length)
+  emb = postprocess(emb, config.postprocess)
   manifest = {
       "model": str(model_dir),
       "model_name": (model_dir.parent.name if model_dir.name == "model"

@@ -108,3 +108,24 @@ def test_cli(tmp_path, t5_dir, capsys):
               "--model_dir", str(t5_dir), "--template", "{title}"])
   printed = json.loads(capsys.readouterr().out)
   assert printed["num_items"] == 3 and printed["dim"] == 8
+
+
+def test_standardize_gives_zero_mean_unit_variance_dimensions():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(50, 4)) * [1, 10, 0.1, 0] + [29, 0, -3, 7]
+  z = embed.postprocess(x, "standardize")
+  np.testing.assert_allclose(z.mean(0), 0, atol=1e-5)
+  np.testing.assert_allclose(z.std(0), [1, 1, 1, 0], atol=1e-5)
+  np.testing.assert_array_equal(embed.postprocess(x, "none"),
+                                x.astype(np.float32))
+  with pytest.raises(ConfigError, match=r"postprocess must be one of "
+                     r"\('none', 'standardize'\), got 'whiten'"):
+    embed.postprocess(x, "whiten")
+
+
+def test_items_without_text_get_the_fallback_and_are_counted():
+  items = ItemTable(original_ids=["a", "b"],
+                    fields={"title": ["pen", ""], "brand": ["", " "]})
+  texts = embed.render_texts(items, "Title: {title}; Brand: {brand}")
+  assert texts == ["Title: pen", "Item b"]
+  assert embed.count_empty(items, texts) == 1

@@ -53,6 +53,9 @@ class SAIDStageConfig:
     seed: initialisation and shuffling seed.
     log_period: steps between progress lines.
     checkpoint_period: steps between checkpoints.
+    postprocess: of the written vectors (`recjax.embed.postprocess`);
+      "standardize" as for the other causal-LM item vectors, so the rows
+      of `said` and `lite_llm` differ only in how the vectors were made.
   """
 
   model: SAIDConfig = SAIDConfig()
@@ -66,6 +69,7 @@ class SAIDStageConfig:
   seed: int = 0
   log_period: int = 20
   checkpoint_period: int = 100
+  postprocess: str = "standardize"
 
 
 def tokenize_items(lm, texts: Sequence[str], max_length: int
@@ -161,7 +165,8 @@ def said_stage(dataset_dir: str | os.PathLike[str],
       return source.iterate(start_step)
 
   state = trainer.train(_Source())
-  vectors = model.item_vectors(state.params)
+  vectors = embed.postprocess(model.item_vectors(state.params),
+                              config.postprocess)
   history = [json.loads(line) for line in
              (run_dir / "history.jsonl").read_text().splitlines()
              if line.strip()] if (run_dir / "history.jsonl").exists() else []
