@@ -130,3 +130,15 @@ def test_tokenize_rounds_the_width_and_truncates(lm):
   assert mask[1].sum() == 20
   with pytest.raises(ConfigError, match="have no text tokens"):
     said.tokenize_items(lm, ["ink", ""], 20)
+
+
+def test_command_line_writes_the_vectors(dataset_dir, tmp_path, capsys):
+  from recjax.models.said import stage  # pylint: disable=g-import-not-at-top
+  stage.main(["--dataset_dir", str(dataset_dir), "--out",
+              str(tmp_path / "said"), "--lm", str(TINY), "--epochs", "1",
+              "--batch_size", "3"])
+  summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  # Default SAIDConfig: k = 2 soft prompts of the tiny LM's width 64.
+  assert summary["num_items"] == 6 and summary["dim"] == 2 * 64
+  emb, _ = embed.load_embeddings(tmp_path / "said")
+  np.testing.assert_allclose(emb.mean(0), 0, atol=1e-4)  # Standardised.

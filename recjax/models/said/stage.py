@@ -26,6 +26,7 @@ import numpy as np
 
 from recjax import embed
 from recjax import optimizers
+from recjax import quiet
 from recjax import trainer as trainer_lib
 from recjax.batches import ArrayBatches
 from recjax.datasets.canonical import CanonicalDataset
@@ -196,8 +197,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--lm", default="smollm2_135m")
   parser.add_argument("--epochs", type=int, default=4)
   parser.add_argument("--batch_size", type=int, default=16)
+  quiet.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.WARNING)
+  quiet.load_task_layer()  # TensorBoard's writer imports TensorFlow.
   cfg = SAIDStageConfig(lm=args.lm, num_epochs=args.epochs,
                         batch_size=args.batch_size)
   out = said_stage(args.dataset_dir, args.out, cfg)
