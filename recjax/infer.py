@@ -26,6 +26,7 @@ import logging
 import os
 import pathlib
 import sys
+import tempfile
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ import numpy as np
 
 from recjax import checkpoints
 from recjax import evaluation
+from recjax import io_utils
 from recjax import quiet
 from recjax import run_lib
 from recjax.datasets import canonical
@@ -246,10 +248,13 @@ def write_recommendations(
   """
   out = pathlib.Path(output)
   out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_suffix(out.suffix + ".tmp")
+  io_utils.remove_stale_siblings(out)
+  fd, name = tempfile.mkstemp(prefix=io_utils.tmp_prefix(out),
+                              dir=out.parent)
+  tmp = pathlib.Path(name)
   done = 0
   try:
-    with open(tmp, "w", encoding="utf-8") as f:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
       for items, scores, real in ranked:
         for r in range(real):
           req = requests[done + r]

@@ -1,15 +1,67 @@
-"""Atomic artefact directories: a failed stage leaves no half-written output."""
+"""Atomic artefact directories: a failed stage leaves no half-written output.
+
+Artefacts are written into a temporary sibling named
+`.<name>.tmp-<host>-<pid>-<random>` and renamed into place. An exception
+removes the sibling; a process killed outright (SIGKILL, a lost machine)
+cannot, so the next write of the same artefact on the same host removes
+siblings whose process is gone.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import pathlib
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import BinaryIO
+
+
+def tmp_prefix(dest: pathlib.Path) -> str:
+  """The prefix of `dest`'s temporary siblings written by this process."""
+  host = socket.gethostname().replace("-", "_") or "host"
+  return f".{dest.name}.tmp-{host}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def remove_stale_siblings(dest: str | os.PathLike[str]) -> list[pathlib.Path]:
+  """Removes temporary siblings of `dest` left by killed processes.
+
+  Only siblings written on this host by a process that no longer exists
+  are removed (another live writer's are kept).
+
+  Args:
+    dest: the artefact path (file or directory).
+
+  Returns:
+    The removed paths.
+  """
+  dest = pathlib.Path(dest)
+  host = socket.gethostname().replace("-", "_") or "host"
+  removed = []
+  pattern = f".{glob.escape(dest.name)}.tmp-{glob.escape(host)}-*-*"
+  for path in dest.parent.glob(pattern):
+    pid = path.name[len(f".{dest.name}.tmp-{host}-"):].split("-", 1)[0]
+    if pid.isdigit() and not _alive(int(pid)):
+      if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        path.unlink(missing_ok=True)
+      removed.append(path)
+  return removed
 
 
 @contextlib.contextmanager
@@ -27,7 +79,8 @@ def atomic_directory(dest: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
   """
   dest = pathlib.Path(dest)
   dest.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-",
+  remove_stale_siblings(dest)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=tmp_prefix(dest),
                                       dir=dest.parent))
   try:
     yield tmp
@@ -48,7 +101,8 @@ def _write_atomic(path: str | os.PathLike[str],
   """Calls `write` on a temporary sibling of `path`, then renames it."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+  remove_stale_siblings(path)
+  fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), dir=path.parent)
   try:
     with os.fdopen(fd, "wb") as f:
       write(f)

@@ -17,11 +17,11 @@ import hypothesis
 import hypothesis.strategies as st
 import numpy as np
 import pytest
+from tiny_llama import write_tiny
 
 from recjax.errors import ConfigError
 from recjax.text_encoders import gguf_checkpoint
 from recjax.text_encoders import llama
-from tiny_llama import write_tiny
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 TINY = FIXTURES / "tiny_llama.gguf"
