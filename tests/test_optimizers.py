@@ -83,7 +83,8 @@ def test_never_above_peak_and_monotone_after_warmup(kind, warmup, extra,
 
 
 def test_bad_schedules():
-  with pytest.raises(ConfigError, match="Unknown schedule"):
+  with pytest.raises(ConfigError, match=r"Unknown schedule kind 'nope'; use "
+                     r"'constant', 'rsqrt', 'cosine' or 'linear'\."):
     Schedule("nope").build(10)
   with pytest.raises(ConfigError, match=r"decay_steps \(10\) must exceed "
                      r"warmup_steps \(10\)"):

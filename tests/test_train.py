@@ -4,8 +4,11 @@ A tiny TIGER task over `recjax_synthetic/tiny` with random semantic IDs is
 registered by a small module that the gin file imports, as T5X users do.
 """
 
+import itertools
 import json
+import os
 import pathlib
+import sys
 import textwrap
 
 import gin
@@ -51,12 +54,32 @@ def _write_task(root: pathlib.Path, name: str) -> pathlib.Path:
   return gin_file
 
 
+_TASK_IDS = itertools.count()
+
+
 @pytest.fixture
 def task_gin(tmp_path, monkeypatch):
+  """Each test's own task (own name, own module, own semantic IDs).
+
+  With one shared name, the task module imported by the first test's gin
+  file would stay in Python's import cache and later tests would train on
+  its semantic IDs.
+  """
+  import seqio  # pylint: disable=g-import-not-at-top
   monkeypatch.syspath_prepend(str(tmp_path))
   gin.clear_config()
-  yield _write_task(tmp_path, "tiny_tiger")
-  gin.clear_config()
+  name = f"tiny_tiger_{next(_TASK_IDS)}_{os.getpid()}"
+  try:
+    yield _write_task(tmp_path, name)
+  finally:
+    gin.clear_config()
+    sys.modules.pop(f"{name}_module", None)
+    if name in seqio.TaskRegistry.names():
+      seqio.TaskRegistry.remove(name)
+
+
+def _task_name(gin_file: pathlib.Path) -> str:
+  return gin_file.stem
 
 
 def _parse(files, bindings=()):
@@ -145,7 +168,7 @@ def test_checkpoint_of_another_vocabulary_refused(task_gin, tmp_path):
   other = tiny_semantic_ids.write_random_codes(
       tmp_path / "other_ids", SIZES, 60, num_user_buckets=10, seed=1)
   tasks.register_tiger_task(
-      "tiny_tiger", "recjax_synthetic/tiny", str(other),
+      _task_name(task_gin), "recjax_synthetic/tiny", str(other),
       data_dir=str(tmp_path / "tfds"), max_history=5, num_user_buckets=10)
   _parse(["runs/train.gin", task_gin], ["TRAIN_STEPS=6", "EVAL_PERIOD=0"])
   with pytest.raises(checkpoints.CheckpointError,
@@ -173,5 +196,8 @@ def test_unregistered_task(tmp_path):
 def test_feature_lengths_too_short(task_gin, tmp_path):
   _parse(["runs/train.gin", task_gin],
          ["TASK_FEATURE_LENGTHS={'inputs': 8, 'targets': 4}"])
-  with pytest.raises(ConfigError, match="inputs"):
+  with pytest.raises(ConfigError, match=r"feature length inputs=8 is too "
+                     r"short; it needs 16 \(1 user token \+ 5 items x 3 "
+                     r"levels\)\. Set the task feature lengths to at least "
+                     r"\{'inputs': 16, 'targets': 4\}"):
     gin.get_configurable("recjax.train.train")()

@@ -76,7 +76,7 @@ def _trainer(tmp_path, steps, model=None, meta=None, **kw):
   cfg = trainer_lib.TrainerConfig(
       num_train_steps=steps, batch_size=16, log_period=5,
       checkpoint_period=kw.pop("checkpoint_period", 1000),
-      best_metric=None, async_checkpoints=False, **kw)
+      best_metric=kw.pop("best_metric", None), async_checkpoints=False, **kw)
   opt = optimizers.OptimizerConfig(
       "adamw", optimizers.ScheduleConfig("constant", 3e-3))
   shapes = {"encoder_input_tokens": (16, ENC_LEN),
@@ -156,7 +156,10 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
   for f in step_dir.rglob("*"):
     if f.is_file():
       f.write_bytes(b"garbage")
-  with pytest.raises(checkpoints.CheckpointError, match="corrupt"):
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r"checkpoints/2 is corrupt or (unreadable|does not "
+                     r"match this model's parameter shapes).*Delete that step "
+                     r"directory"):
     _trainer(tmp_path, 4).initial_state()
 
 
@@ -222,8 +225,21 @@ def test_elapsed_seconds_continue_over_a_resume(tmp_path):
 
 
 def test_bad_config():
-  with pytest.raises(ConfigError, match="must divide batch_size"):
+  with pytest.raises(ConfigError, match=r"num_microbatches=3 must divide "
+                     r"batch_size=10\."):
     trainer_lib.TrainerConfig(batch_size=10, num_microbatches=3)
-  with pytest.raises(ConfigError, match="max_train_seconds must be >= 0"):
+  with pytest.raises(ConfigError, match=r"max_train_seconds must be >= 0 "
+                     r"\(0 = no limit\), got -1"):
     trainer_lib.TrainerConfig(max_train_seconds=-1)
+  with pytest.raises(ConfigError, match=r"num_train_steps must be >= 0 and "
+                     r"batch_size >= 1\."):
+    trainer_lib.TrainerConfig(num_train_steps=-5)
+
+
+def test_best_metric_that_validation_does_not_report(tmp_path):
+  trainer = _trainer(tmp_path, 2, best_metric="validation/ndcg@10")
+  with pytest.raises(ConfigError, match=r"best_metric 'validation/ndcg@10' "
+                     r"is not a validation metric; choose one of "
+                     r"\['validation/loss'\]"):
+    trainer.train(_Source(_data(), 16), evaluate=lambda params: {"loss": 1.0})
 
