@@ -24,7 +24,9 @@ _PAPER_OFFICE = registry.Anchor(
 registry.register_family(registry.FamilySpec(
     name="vqrec",
     kind=registry.ITEM,
-    claim="Not benchmarked yet.",
+    claim=("From scratch, Office seed 0: N@10 .0470 (seen excluded .0619), "
+           "the best text-based row, 93% of SASRec's; transfer not yet "
+           "measured."),
     factory="recjax.models.vqrec.make_vqrec",
     description=(
         "A sequential recommender whose items are codes, not IDs: every "
