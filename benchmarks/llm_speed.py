@@ -9,10 +9,13 @@ random tokens, in the same process:
   fwd+bwd        tokens/s of the loss gradient with respect to the input
                  vectors, the LM frozen (SAID stage 1's step)
 
-then prints one table with the ratio Flax / torch. Threads: both use the
-process's default (all cores).
+for float32 and bfloat16 (Flax: `LlamaConfig.dtype`, bfloat16 matmul inputs
+with float32 accumulation; torch: the model cast to bfloat16), then prints
+one table with the ratio Flax / torch. Threads: both use the process's
+default (all cores).
 
   python benchmarks/llm_speed.py [--batch 16] [--length 64] [--repeats 3]
+      [--dtypes float32,bfloat16]
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def flax_times(lm: llama.CausalLM, ids: np.ndarray, repeats: int
     return -jnp.mean(jnp.take_along_axis(logp, ids[:, 1:, None], -1))
 
   grad = jax.jit(jax.grad(loss, argnums=1))
-  embeds = jnp.take(params["embed"], ids, axis=0)
+  embeds = jnp.take(params["embed"], ids, axis=0).astype(jnp.float32)
   return {
       "forward": _time(lambda: fwd(params, ids).block_until_ready(),
                        repeats),
@@ -59,8 +62,8 @@ def flax_times(lm: llama.CausalLM, ids: np.ndarray, repeats: int
   }
 
 
-def torch_times(path: str, ids: np.ndarray, repeats: int
-                ) -> dict[str, float] | None:
+def torch_times(path: str, ids: np.ndarray, repeats: int,
+                dtype: str = "float32") -> dict[str, float] | None:
   """The same with transformers (None when torch is not installed)."""
   try:
     import torch  # pylint: disable=g-import-not-at-top
@@ -70,7 +73,7 @@ def torch_times(path: str, ids: np.ndarray, repeats: int
   import pathlib  # pylint: disable=g-import-not-at-top
   p = pathlib.Path(path)
   model = transformers.AutoModelForCausalLM.from_pretrained(
-      str(p.parent), gguf_file=p.name, dtype=torch.float32,
+      str(p.parent), gguf_file=p.name, dtype=getattr(torch, dtype),
       attn_implementation="eager")
   model.eval()
   for w in model.parameters():
@@ -96,24 +99,27 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=16)
   parser.add_argument("--length", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--dtypes", default="float32,bfloat16")
   args = parser.parse_args()
   path = str(llama.default_lm_path())
-  lm = llama.load_causal_lm(path)
-  ids = np.random.default_rng(0).integers(
-      100, lm.config.vocab_size, size=(args.batch, args.length)).astype(
-          np.int32)
   tokens = args.batch * args.length
-  ours = flax_times(lm, ids, args.repeats)
-  theirs = torch_times(path, ids.astype(np.int64), args.repeats)
   print(f"SmolLM2-135M-Instruct, batch {args.batch} x {args.length} tokens, "
-        f"float32, {jax.devices()[0].platform}")
-  print(f"{'pass':<10}{'flax tok/s':>12}{'torch tok/s':>13}{'ratio':>8}")
-  for name, sec in ours.items():
-    if theirs is None:
-      print(f"{name:<10}{tokens / sec:>12.0f}{'n/a':>13}{'':>8}")
-    else:
-      print(f"{name:<10}{tokens / sec:>12.0f}{tokens / theirs[name]:>13.0f}"
-            f"{theirs[name] / sec:>8.2f}")
+        f"{jax.devices()[0].platform}")
+  print(f"{'dtype':<10}{'pass':<10}{'flax tok/s':>12}{'torch tok/s':>13}"
+        f"{'ratio':>8}")
+  for dtype in args.dtypes.split(","):
+    lm = llama.load_causal_lm(path, dtype=dtype)
+    ids = np.random.default_rng(0).integers(
+        100, lm.config.vocab_size, size=(args.batch, args.length)).astype(
+            np.int32)
+    ours = flax_times(lm, ids, args.repeats)
+    theirs = torch_times(path, ids.astype(np.int64), args.repeats, dtype)
+    for name, sec in ours.items():
+      if theirs is None:
+        print(f"{dtype:<10}{name:<10}{tokens / sec:>12.0f}{'n/a':>13}")
+      else:
+        print(f"{dtype:<10}{name:<10}{tokens / sec:>12.0f}"
+              f"{tokens / theirs[name]:>13.0f}{theirs[name] / sec:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -210,3 +210,33 @@ def test_smollm2_matches_transformers():
                                atol=5e-4)
     np.testing.assert_array_equal(logits.argmax(-1), ref[f"argmax_{i}"])
     assert lm.generate([ids], 16)[0] == list(ref[f"greedy_{i}"])
+
+
+def test_bfloat16_matmuls_follow_float32(tiny):
+  """bfloat16 inputs with float32 accumulation: logits and the gradient
+  with respect to input vectors (SAID's) stay close to float32's."""
+  import jax  # pylint: disable=g-import-not-at-top
+  low = llama.load_causal_lm(TINY, dtype="bfloat16")
+  assert low.params["layer_0"]["qkv"].dtype == "bfloat16"
+  assert low.params["layer_0"]["attn_norm"].dtype == "float32"
+  ids = np.random.default_rng(5).integers(3, 275, size=(2, 9))
+  want, got = tiny.logits(ids), low.logits(ids)
+  scale = np.abs(want).max()
+  assert np.abs(got - want).max() < 0.05 * scale
+  assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.8
+
+  def grad(lm):
+    embeds = np.asarray(tiny.params["embed"])[ids]
+
+    def loss(x):
+      logits, _ = lm.module.apply({"params": lm.params}, None,
+                                  np.ones(ids.shape), embeds=x)
+      return jax.nn.logsumexp(logits, axis=-1).sum()
+
+    return np.asarray(jax.grad(loss)(embeds)).ravel()
+
+  a, b = grad(tiny), grad(low)
+  assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) > 0.99
+  with pytest.raises(ConfigError, match=r"LlamaConfig\.dtype must be "
+                     r"'float32' or 'bfloat16', got 'float16'"):
+    llama.load_causal_lm(TINY, dtype="float16")

@@ -21,6 +21,7 @@ token's position counts the real tokens before it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -53,6 +54,55 @@ def _param(module: nn.Module, name: str, shape: tuple[int, ...],
           nn.initializers.normal(std))
   return module.param(name, nn.with_logical_partitioning(init, axes), shape,
                       jnp.float32)
+
+
+def _dot(a: Array, w: Array, transpose: bool) -> Array:
+  """`a @ w` (`a @ w.T` when `transpose`), float32 accumulation."""
+  dims = (((a.ndim - 1,), (1 if transpose else 0,)), ((), ()))
+  return jax.lax.dot_general(a, w, dims, preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _low_dot(a: Array, w: Array, transpose: bool) -> Array:
+  return _dot(a, w, transpose)
+
+
+def _low_dot_fwd(a, w, transpose):
+  return _dot(a, w, transpose), (a, w)
+
+
+def _low_dot_bwd(transpose, res, g):
+  a, w = res
+  g = g.astype(a.dtype)  # Keep the gradient products in the low dtype.
+  da = _dot(g, w, not transpose).astype(a.dtype)
+  flat_a = a.reshape(-1, a.shape[-1])
+  flat_g = g.reshape(-1, g.shape[-1])
+  # w is [out, in] when transposed (dw = g^T a), else [in, out] (a^T g).
+  dw = (_dot(flat_g.T, flat_a, False) if transpose else
+        _dot(flat_a.T, flat_g, False)).astype(w.dtype)
+  return da, dw
+
+
+_low_dot.defvjp(_low_dot_fwd, _low_dot_bwd)
+
+
+def _mm(a: Array, w: Array, dtype: Any, transpose: bool = False) -> Array:
+  """`a @ w` (or `a @ w.T`) with both in `dtype`, as float32.
+
+  float32 is a plain dot. For bfloat16 the inputs are cast, the product is
+  accumulated in float32 (the fast AMX path on CPU), and the gradient
+  products are again bfloat16 x bfloat16 (a float32 cotangent against
+  bfloat16 weights would fall off that path).
+  """
+  if jnp.dtype(dtype) == jnp.float32:
+    return _dot(a.astype(jnp.float32), w.astype(jnp.float32), transpose)
+  return _low_dot(a.astype(dtype), w.astype(dtype), transpose)
+
+
+def _einsum(spec: str, a: Array, b: Array, dtype: Any) -> Array:
+  """`jnp.einsum` with both operands in `dtype`, float32 accumulation."""
+  return jnp.einsum(spec, a.astype(dtype), b.astype(dtype),
+                    preferred_element_type=jnp.float32)
 
 
 def rms_norm(x: Array, weight: Array, eps: float) -> Array:
@@ -96,12 +146,13 @@ class _Block(nn.Module):
     h, nh, nkv, hd = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads,
                       cfg.head_dim)
     b, t, _ = x.shape
+    dt = jnp.dtype(cfg.dtype)
     y = rms_norm(x, _param(self, "attn_norm", (h,), ("embed",)),
                  cfg.rms_eps)
     # Queries, keys and values in one matmul (one large GEMM is faster on
     # CPU than three small ones).
-    qkv = y @ _param(self, "qkv", (h, (nh + 2 * nkv) * hd),
-                     ("embed", "joined_kv"))
+    qkv = _mm(y, _param(self, "qkv", (h, (nh + 2 * nkv) * hd),
+                        ("embed", "joined_kv")), dt)
     q, k, v = jnp.split(qkv, [nh * hd, (nh + nkv) * hd], axis=-1)
     q = rotary(q.reshape(b, t, nh, hd), positions, cfg.rope_theta)
     k = rotary(k.reshape(b, t, nkv, hd), positions, cfg.rope_theta)
@@ -112,17 +163,20 @@ class _Block(nn.Module):
       kv = (k, v)
     group = nh // nkv
     qg = q.reshape(b, t, nkv, group, hd)
-    scores = jnp.einsum("btkgd,bskd->bkgts", qg, k) / np.sqrt(hd)
+    scores = _einsum("btkgd,bskd->bkgts", qg, k, dt) / np.sqrt(hd)
     scores = scores + bias[:, None, None]
     probs = jax.nn.softmax(scores, axis=-1)
-    att = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, nh * hd)
-    x = x + att @ _param(self, "o", (nh * hd, h), ("joined_kv", "embed"))
+    att = _einsum("bkgts,bskd->btkgd", probs, v, dt)
+    att = att.reshape(b, t, nh * hd)
+    x = x + _mm(att, _param(self, "o", (nh * hd, h), ("joined_kv", "embed")),
+                dt)
     y = rms_norm(x, _param(self, "ffn_norm", (h,), ("embed",)), cfg.rms_eps)
     inner = cfg.intermediate_size
-    gate_up = y @ _param(self, "gate_up", (h, 2 * inner), ("embed", "mlp"))
+    gate_up = _mm(y, _param(self, "gate_up", (h, 2 * inner),
+                            ("embed", "mlp")), dt)
     gate, up = jnp.split(gate_up, 2, axis=-1)
-    x = x + (jax.nn.silu(gate) * up) @ _param(self, "down", (inner, h),
-                                              ("mlp", "embed"))
+    x = x + _mm(jax.nn.silu(gate) * up,
+                _param(self, "down", (inner, h), ("mlp", "embed")), dt)
     return x, kv
 
 
@@ -148,14 +202,16 @@ class Llama(nn.Module):
 
   def embed(self, ids: Array) -> Array:
     """Token embeddings `[..., hidden]` (the LM's input space)."""
-    return jnp.take(self.embedding, jnp.asarray(ids, jnp.int32), axis=0)
+    return jnp.take(self.embedding, jnp.asarray(ids, jnp.int32),
+                    axis=0).astype(jnp.float32)
 
   def logits(self, hidden: Array) -> Array:
     """Next-token logits of final hidden states."""
+    dt = jnp.dtype(self.config.dtype)
     if self.config.tie_embeddings:
       # Contract with the [vocab, hidden] table as stored (no transpose).
-      return jnp.einsum("...h,vh->...v", hidden, self.embedding)
-    return hidden @ self.output
+      return _mm(hidden, self.embedding, dt, transpose=True)
+    return _mm(hidden, self.output, dt)
 
   def __call__(self, ids: Array | None, mask: Array, *,
                embeds: Array | None = None, cache: Cache | None = None,
@@ -404,11 +460,14 @@ def default_lm_path() -> os.PathLike[str]:
   return assets.fetch(LM_ASSET) / LM_FILE
 
 
-def load_causal_lm(path: str | os.PathLike[str] | None = None) -> CausalLM:
+def load_causal_lm(path: str | os.PathLike[str] | None = None,
+                   dtype: str = "float32") -> CausalLM:
   """Loads a Llama-family GGUF file as a `CausalLM`.
 
   Args:
     path: the .gguf file; None: the pinned SmolLM2-135M-Instruct asset.
+    dtype: the matmuls' input type (`LlamaConfig.dtype`); with "bfloat16"
+      the matrices are stored in bfloat16 (the norms stay float32).
 
   Returns:
     The model with its tokenizer.
@@ -418,6 +477,11 @@ def load_causal_lm(path: str | os.PathLike[str] | None = None) -> CausalLM:
   name = os.path.basename(os.fspath(path))
   if name.endswith(".gguf"):
     name = name[:-len(".gguf")]
-  return CausalLM(name=name, config=model.config,
-                  params=params_from_gguf(model), tokenizer=model.tokenizer,
+  config = dataclasses.replace(model.config, dtype=dtype)
+  params = params_from_gguf(model)
+  if dtype != "float32":
+    params = jax.tree_util.tree_map(
+        lambda w: w.astype(dtype) if w.ndim == 2 else w, params)
+  return CausalLM(name=name if dtype == "float32" else f"{name}-{dtype}",
+                  config=config, params=params, tokenizer=model.tokenizer,
                   fingerprint=model.fingerprint)
