@@ -74,6 +74,8 @@ class EmbedConfig:
     batch_size: texts per device call.
     pooling: causal LMs: "mean" or "last" hidden state (default "mean").
     max_length: causal LMs: tokens per item text (default 64).
+    dtype: causal LMs: the matmul type, "float32" or "bfloat16" (about
+      2.5x faster on CPUs with AMX; `recjax.text_encoders.llama`).
     postprocess: "none", or "standardize": subtract the catalog mean and
       divide each dimension by its standard deviation. Causal-LM states are
       far from isotropic (SmolLM2's mean-pooled item vectors: average
@@ -87,6 +89,7 @@ class EmbedConfig:
   batch_size: int = 128
   pooling: str | None = None
   max_length: int | None = None
+  dtype: str = "float32"
   postprocess: str = "none"
 
 
@@ -212,7 +215,8 @@ def embed_items(dataset: CanonicalDataset,
                 template: Template | None = None, batch_size: int = 128,
                 separator: str = "; ", progress: bool = True,
                 pooling: str | None = None,
-                max_length: int | None = None) -> np.ndarray:
+                max_length: int | None = None,
+                dtype: str = "float32") -> np.ndarray:
   """Embeds every item of `dataset`.
 
   Args:
@@ -224,13 +228,14 @@ def embed_items(dataset: CanonicalDataset,
     progress: show a tqdm progress bar.
     pooling: causal LMs: "mean" or "last".
     max_length: causal LMs: tokens per text.
+    dtype: causal LMs: the matmul type.
 
   Returns:
     float32 `[num_items, dim]`, row i = item index i.
   """
   from recjax.text_encoders import load_text_encoder  # pylint: disable=g-import-not-at-top
   texts = render_texts(dataset.items, template, separator)
-  encoder = load_text_encoder(model_dir, pooling, max_length)
+  encoder = load_text_encoder(model_dir, pooling, max_length, dtype)
   return encoder.encode(texts, batch_size=batch_size, progress=progress)
 
 
@@ -324,6 +329,8 @@ def embed_stage(dataset_dir: str | os.PathLike[str],
     inputs["max_length"] = config.max_length or text_encoders.LM_MAX_LENGTH
   if config.postprocess != "none":
     inputs["postprocess"] = config.postprocess
+  if config.dtype != "float32":
+    inputs["dtype"] = config.dtype
   input_hash = config_hash(inputs)
   num_empty = count_empty(dataset.items, texts)
   if num_empty:
@@ -338,7 +345,7 @@ def embed_stage(dataset_dir: str | os.PathLike[str],
     return out
   emb = embed_items(dataset, model_dir, config.template, config.batch_size,
                     config.separator, pooling=config.pooling,
-                    max_length=config.max_length)
+                    max_length=config.max_length, dtype=config.dtype)
   emb = postprocess(emb, config.postprocess)
   manifest = {
       "model": str(model_dir),
@@ -370,6 +377,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                       help="causal LMs: pooled hidden states")
   parser.add_argument("--max_length", type=int, default=None,
                       help="causal LMs: tokens per item text (64)")
+  parser.add_argument("--dtype", default="float32",
+                      choices=("float32", "bfloat16"),
+                      help="causal LMs: matmul type")
   parser.add_argument("--template", default=DEFAULT_TEMPLATE)
   parser.add_argument("--separator", default="; ")
   parser.add_argument("--batch_size", type=int, default=128)
@@ -379,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   logging.basicConfig(level=logging.INFO)
   cfg = EmbedConfig(model_dir=args.model_dir, template=args.template,
                     separator=args.separator, batch_size=args.batch_size,
-                    pooling=args.pooling, max_length=args.max_length)
+                    pooling=args.pooling, max_length=args.max_length,
+                    dtype=args.dtype)
   out = embed_stage(args.dataset_dir, args.out, cfg, force=args.force)
   manifest = read_manifest(out)
   print(json.dumps({k: manifest[k] for k in ("num_items", "dim", "model_name",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -129,3 +130,21 @@ def test_items_without_text_get_the_fallback_and_are_counted():
   texts = embed.render_texts(items, "Title: {title}; Brand: {brand}")
   assert texts == ["Title: pen", "Item b"]
   assert embed.count_empty(items, texts) == 1
+
+
+def test_causal_lm_encoder_options(tmp_path):
+  ds = _dataset()
+  gguf = pathlib.Path(__file__).parent / "fixtures" / "tiny_llama.gguf"
+  ds_dir = ds.save(tmp_path / "ds")
+  cfg = embed.EmbedConfig(model_dir=str(gguf), template=["title"],
+                          pooling="last", max_length=8, dtype="bfloat16",
+                          postprocess="standardize")
+  out = embed.embed_stage(ds_dir, tmp_path / "emb", cfg)
+  emb, manifest = embed.load_embeddings(out)
+  assert emb.shape == (3, 64) and manifest["model_name"] == "tiny_llama"
+  assert manifest["inputs"]["pooling"] == "last"
+  assert manifest["inputs"]["dtype"] == "bfloat16"
+  np.testing.assert_allclose(emb.mean(0), 0, atol=1e-5)
+  with pytest.raises(ConfigError, match=r"pooling / max_length / dtype apply "
+                     r"to causal LMs \(\.gguf\)"):
+    embed.embed_items(ds, model_dir=None, pooling="last")

@@ -74,7 +74,8 @@ def model_fingerprint(path: pathlib.Path) -> str:
 
 def load_text_encoder(model_dir: str | os.PathLike[str] | None = None,
                       pooling: str | None = None,
-                      max_length: int | None = None) -> TextEncoder:
+                      max_length: int | None = None,
+                      dtype: str = "float32") -> TextEncoder:
   """Loads a sentence encoder from a local checkpoint.
 
   Args:
@@ -84,6 +85,7 @@ def load_text_encoder(model_dir: str | os.PathLike[str] | None = None,
       pinned all-MiniLM-L6-v2 asset.
     pooling: causal LMs only: "mean" (default) or "last".
     max_length: causal LMs only: truncation in tokens (default 64).
+    dtype: causal LMs only: the matmul type ("float32" or "bfloat16").
 
   Returns:
     The encoder.
@@ -95,11 +97,11 @@ def load_text_encoder(model_dir: str | os.PathLike[str] | None = None,
   path = resolve_model(model_dir)
   if is_causal_lm(path):
     from recjax.text_encoders import llama  # pylint: disable=g-import-not-at-top
-    return llama.load_causal_lm(path).text_encoder(
+    return llama.load_causal_lm(path, dtype=dtype).text_encoder(
         pooling or "mean", max_length or LM_MAX_LENGTH)
-  if pooling or max_length:
-    raise ConfigError(f"{path}: pooling / max_length apply to causal LMs "
-                      "(.gguf); a sentence encoder uses its own "
+  if pooling or max_length or dtype != "float32":
+    raise ConfigError(f"{path}: pooling / max_length / dtype apply to "
+                      "causal LMs (.gguf); a sentence encoder uses its own "
                       "(modules.json).")
   conf = read_json(path / "config.json")
   model_type = conf.get("model_type", "")
