@@ -126,7 +126,8 @@ class Workspace:
 
   def __init__(self, root: str | pathlib.Path, *, quiet: bool = True,
                semantic_ids_overrides: Mapping[str, Any] | None = None,
-               pretrain_sources: Sequence[DataSource] = ()):
+               pretrain_sources: Sequence[DataSource] = (),
+               lm_path: str | pathlib.Path | None = None):
     """Creates the workspace (nothing is written yet).
 
     Args:
@@ -137,11 +138,14 @@ class Workspace:
         takes those its quantizer knows.
       pretrain_sources: the data sets that methods with a
         `pretrain_method` pre-train on (merged into one, `merged_source`).
+      lm_path: a causal-LM `.gguf` file that replaces the pinned SmolLM2 in
+        the LLM encoders and SAID (tests: a tiny random Llama).
     """
     self.root = pathlib.Path(root).absolute()
     self.quiet = quiet
     self.semantic_ids_overrides = dict(semantic_ids_overrides or {})
     self.pretrain_sources = tuple(pretrain_sources)
+    self.lm_path = None if lm_path is None else str(lm_path)
 
   # -- stages -----------------------------------------------------------------
 
@@ -170,13 +174,16 @@ class Workspace:
     if trained is not None:
       _, ds_dir = self.dataset(data)
       return pathlib.Path(registry.resolve(trained)(
-          ds_dir, self.root / data.name / encoder))
+          ds_dir, self.root / data.name / encoder, lm_path=self.lm_path))
     if encoder not in encoders:
       raise ConfigError(f"unknown text encoder {encoder!r}; known: "
                         f"{sorted(encoders)}.")
+    config = encoders[encoder]
+    if self.lm_path and config.model_dir == "smollm2_135m":
+      config = dataclasses.replace(config, model_dir=str(self.lm_path))
     _, ds_dir = self.dataset(data)
     return pathlib.Path(embed.embed_stage(
-        ds_dir, self.root / data.name / encoder, encoders[encoder]))
+        ds_dir, self.root / data.name / encoder, config))
 
   def run_dir(self, method: str, data: DataSource, seed: int,
               schedule: str = "cpu") -> pathlib.Path:

@@ -2,6 +2,7 @@
 point of each verb, the later two from MODEL_DIR alone (recjax.pipeline)."""
 
 import json
+import pathlib
 
 import pytest
 
@@ -28,9 +29,13 @@ PRETRAIN = tuple(pipeline.DataSource(name, "synthetic", dict(
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
+  # The LLM methods (lite_llm, learn_llm, said) run on a tiny random
+  # Llama instead of the 98 MB SmolLM2.
   return pipeline.Workspace(tmp_path_factory.mktemp("work"),
                             semantic_ids_overrides=SMALL_IDS,
-                            pretrain_sources=PRETRAIN)
+                            pretrain_sources=PRETRAIN,
+                            lm_path=pathlib.Path(__file__).parent /
+                            "fixtures" / "tiny_llama.gguf")
 
 
 @pytest.mark.parametrize("method", registry.list_methods())

@@ -116,7 +116,7 @@ def test_a_killed_run_resumes_to_the_same_vectors(lm, dataset_dir,
 
 def test_said_is_registered_as_a_trained_item_encoder():
   spec = registry.get_method("said")
-  assert spec.text_encoder == "said" and spec.family == "said"
+  assert spec.text_encoder == "said" and spec.family == "lite"
   assert registry.item_encoder_stage("said") == (
       "recjax.models.said.said_stage")
   assert registry.get_method("lite_llm").text_encoder == "smollm2-mean"

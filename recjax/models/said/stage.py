@@ -104,7 +104,7 @@ def tokenize_items(lm, texts: Sequence[str], max_length: int
 def said_stage(dataset_dir: str | os.PathLike[str],
                out_dir: str | os.PathLike[str],
                config: SAIDStageConfig | None = None,
-               lm=None) -> pathlib.Path:
+               lm=None, lm_path: str | None = None) -> pathlib.Path:
   """Runs (or resumes, or reuses) SAID stage 1 on a dataset's items.
 
   Args:
@@ -113,6 +113,8 @@ def said_stage(dataset_dir: str | os.PathLike[str],
       in `<out_dir>.run`.
     config: training settings (default: `SAIDStageConfig()`).
     lm: an already loaded `CausalLM` (default: load `config.lm`).
+    lm_path: replaces `config.lm` when given (the pipeline's
+      `Workspace(lm_path=...)`).
 
   Returns:
     `out_dir`.
@@ -120,6 +122,8 @@ def said_stage(dataset_dir: str | os.PathLike[str],
   from recjax import text_encoders  # pylint: disable=g-import-not-at-top
   from recjax.text_encoders import llama  # pylint: disable=g-import-not-at-top
   config = config or SAIDStageConfig()
+  if lm_path:
+    config = dataclasses.replace(config, lm=str(lm_path))
   out = pathlib.Path(out_dir)
   dataset = CanonicalDataset.load(dataset_dir)
   texts = embed.render_texts(dataset.items, config.template)
