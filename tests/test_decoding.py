@@ -349,6 +349,7 @@ def test_trie_layout_mismatch_is_rejected():
   model = ToyModel(layout, batch=1, seed=0)
   other = ItemTrie.build(np.array([[0, 1]]), SemanticIdLayout((2, 3)))
   logits, cache = model.initial()
-  with pytest.raises(ConfigError, match="layout"):
+  with pytest.raises(ConfigError, match=r"the trie was built for layout "
+                                        r"SemanticIdLayout\(codebook_sizes=\(2"):
     decoding.beam_search(logits, cache, model.step_fn, layout=layout,
                          num_beams=2, trie=other)

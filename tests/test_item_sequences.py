@@ -85,7 +85,9 @@ def test_prefix_examples_match_brute_force(data):
 def test_unknown_train_mode_is_rejected(data):
   with pytest.raises(ConfigError, match="'windows'"):
     item_sequences.training_examples(data[1]["train"], M, "windows")
-  with pytest.raises(ConfigError, match="train_mode"):
+  with pytest.raises(ConfigError, match=r"ItemDataConfig\.train_mode='windows'"
+                                        r"; use one of \('sequences', "
+                                        r"'prefixes'\)\."):
     item_sequences.ItemDataConfig(train_mode="windows")
 
 

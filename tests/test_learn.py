@@ -304,14 +304,19 @@ def test_make_dual_encoder_checks_embeddings():
 def test_config_errors():
   with pytest.raises(ConfigError, match="num_heads=3 must divide"):
     dual_encoder.DualEncoderConfig(d_model=16, num_heads=3)
-  with pytest.raises(ConfigError, match="train_positions"):
+  with pytest.raises(ConfigError, match=r"DualEncoderConfig\.train_positions='"
+                                        r"first': use one of \('all', "
+                                        r"'last'\)\."):
     dual_encoder.DualEncoderConfig(train_positions="first")
-  with pytest.raises(ConfigError, match="logit_scale"):
+  with pytest.raises(ConfigError, match=r"DualEncoderConfig\.logit_scale must "
+                                        r"be > 0, got 0\.0\."):
     dual_encoder.DualEncoderConfig(logit_scale=0.0)
   model = dual_encoder.DualEncoderModel(_table(20, 12), TINY)
   with pytest.raises(ConfigError, match="exceed max_length=8"):
     model.get_initial_variables(jax.random.key(0), {"input_items": (2, 9)})
-  with pytest.raises(ConfigError, match="input_items"):
+  with pytest.raises(ConfigError, match=r"input_shapes needs 'input_items' "
+                                        r"\[batch, length\], got keys "
+                                        r"\['inputs'\]\."):
     model.get_initial_variables(jax.random.key(0), {"inputs": (2, 4)})
 
 

@@ -232,7 +232,9 @@ def test_errors():
     lite.make_lite(ds, None, TINY)
   with pytest.raises(ConfigError, match=r"num_items=20"):
     lite.make_lite(ds, _table(21, 8), TINY)
-  with pytest.raises(ConfigError, match="item_encoder"):
+  with pytest.raises(ConfigError, match=r"LiteConfig\.item_encoder='lora': "
+                                        r"use one of \('frozen', "
+                                        r"'finetune'\)\."):
     lite.LiteConfig(item_encoder="lora")
   with pytest.raises(ConfigError, match="must divide"):
     lite.LiteConfig(d_model=10, num_heads=4)

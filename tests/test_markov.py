@@ -83,9 +83,12 @@ def test_lists_match_brute_force(seqs, decay, max_history, k, exclude):
 
 
 def test_bad_input():
-  with pytest.raises(ConfigError, match="decay"):
+  with pytest.raises(ConfigError, match=r"MarkovConfig\.decay=1\.5 must be in "
+                                        r"\[0, 1\] \(0: the last item "
+                                        r"only\)\."):
     MarkovConfig(decay=1.5)
-  with pytest.raises(ConfigError, match="max_history"):
+  with pytest.raises(ConfigError, match=r"MarkovConfig\.max_history=0 must be "
+                                        r">= 1\."):
     MarkovConfig(max_history=0)
   ds, splits = _train([[0, 1, 2, 3]])
   model = TransitionModel.fit(splits["train"], ds.num_items)
@@ -95,7 +98,8 @@ def test_bad_input():
   np.testing.assert_array_equal(
       model.recommend([[], [0]], k=4),
       [[0, 1, 2, 3], [1, 0, 2, 3]])  # Train: 0 -> 1 only.
-  with pytest.raises(ValueError, match="outside"):
+  with pytest.raises(ValueError, match=r"history 0 holds item 9 or 9, outside "
+                                       r"\[0, 4\)\."):
     model.recommend([[9]], k=1)
   with pytest.raises(ValueError, match="exclude has 2 rows"):
     model.recommend([[0]], k=1, exclude=[[0], [1]])

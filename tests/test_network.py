@@ -210,11 +210,15 @@ def test_relative_position_buckets():
 
 
 def test_bad_config_raises():
-  with pytest.raises(ConfigError, match="mlp_activations"):
+  with pytest.raises(ConfigError, match=r"TransformerConfig\.mlp_activations="
+                                        r"\('nope',\): use names from "
+                                        r"\['gelu'"):
     _config(mlp_activations=("nope",))
-  with pytest.raises(ConfigError, match="num_heads"):
+  with pytest.raises(ConfigError, match=r"TransformerConfig\.num_heads must "
+                                        r"be >= 1, got 0\."):
     _config(num_heads=0)
-  with pytest.raises(ConfigError, match="dropout_rate"):
+  with pytest.raises(ConfigError, match=r"TransformerConfig\.dropout_rate "
+                                        r"must be in \[0, 1\), got 1\.0\."):
     _config(dropout_rate=1.0)
 
 

@@ -127,7 +127,9 @@ def test_feature_subset_and_fingerprint(tmp_path):
   reader = numpy_batches.NumpyBatches(d, 2, features=("idx",),
                                       vocabulary_fingerprint="f1")
   assert set(next(iter(reader))) == {"idx"}
-  with pytest.raises(ConfigError, match="vocabulary"):
+  with pytest.raises(ConfigError, match=r"d: batches were made with "
+                                        r"vocabulary f1, but the model's is "
+                                        r"other"):
     numpy_batches.NumpyBatches(d, 2, vocabulary_fingerprint="other")
   with pytest.raises(ConfigError, match="no features"):
     numpy_batches.NumpyBatches(d, 2, features=("nope",))
@@ -153,7 +155,8 @@ def test_bad_directories(tmp_path):
     numpy_batches.NumpyBatches(d, 2)
   d = _write(tmp_path / "e", 6)
   np.save(numpy_batches.feature_path(d, "idx"), np.arange(5))
-  with pytest.raises(ConfigError, match="shape"):
+  with pytest.raises(ConfigError, match=r"idx\.npy has shape \(5,\), but the "
+                                        r"manifest says 6 examples; re-run"):
     numpy_batches.NumpyBatches(d, 2)
   d = _write(tmp_path / "f", 6)
   numpy_batches.feature_path(d, "tokens").unlink()

@@ -81,7 +81,8 @@ def test_max_prefixes_keeps_the_most_recent(dataset, max_prefixes):
   for u in range(dataset.num_users):
     want += [e for e in full if e[0] == u][-max_prefixes:]
   assert got == want
-  with pytest.raises(ConfigError, match="max_prefixes"):
+  with pytest.raises(ConfigError, match=r"max_prefixes must be >= 1 or None, "
+                                        r"got 0\."):
     prep.expand_prefixes(_split_dataset(dataset, "train"), 5, max_prefixes=0)
 
 
@@ -96,7 +97,7 @@ def test_expand_flag_overrides_is_train(dataset):
               .as_numpy_iterator())
   assert len(kept) == dataset.num_users
   assert all(len(e["history"]) <= 5 for e in kept)
-  with pytest.raises(ConfigError, match="max_history"):
+  with pytest.raises(ConfigError, match=r"max_history must be >= 1, got 0\."):
     prep.expand_prefixes(train, 0)
 
 
@@ -159,7 +160,9 @@ def test_feature_converter_layout(dataset, vocab):
 
 
 def test_feature_converter_rejects_packing():
-  with pytest.raises(ConfigError, match="pack"):
+  with pytest.raises(ConfigError, match=r"RecFeatureConverter cannot pack "
+                                        r"examples \(its pass-through "
+                                        r"features"):
     prep.RecFeatureConverter(pack=True)
 
 

@@ -229,7 +229,9 @@ def test_bad_configs_and_inputs_fail_clearly(model_and_params):
     sequential.SASRecConfig(norm="mid")
   with pytest.raises(ConfigError, match="train_positions='first'"):
     sequential.SASRecConfig(train_positions="first")
-  with pytest.raises(ConfigError, match="make_sasrec"):
+  with pytest.raises(ConfigError, match=r"SASRecConfig\.num_items must be >= "
+                                        r"2, got 0; build the model with "
+                                        r"make_sasrec\(dataset\)\."):
     sequential.SASRecModel(sequential.SASRecConfig())
   model, params = model_and_params
   with pytest.raises(ConfigError, match="max_length=6"):

@@ -207,7 +207,9 @@ def test_unsupported_model_type_is_a_clear_error(tmp_path):
 def test_missing_weights_and_wrong_layout_are_clear_errors(tmp_path):
   write_t5(tmp_path / "m")
   (tmp_path / "m" / "model.safetensors").unlink()
-  with pytest.raises(ConfigError, match="model.safetensors"):
+  with pytest.raises(ConfigError, match=r"model\.safetensors does not exist\. "
+                                        r"recjax reads weights from "
+                                        r"model\.safetensors"):
     load_text_encoder(tmp_path / "m")
   # A T5 checkpoint labelled as BERT: names the missing tensor.
   write_t5(tmp_path / "x")
@@ -217,5 +219,7 @@ def test_missing_weights_and_wrong_layout_are_clear_errors(tmp_path):
   (tmp_path / "x" / "config.json").write_text(json.dumps(cfg))
   with pytest.raises(ConfigError, match="not a BERT-family"):
     load_text_encoder(tmp_path / "x")
-  with pytest.raises(ConfigError, match="config.json"):
+  with pytest.raises(ConfigError, match=r"config\.json does not exist\. A "
+                                        r"text encoder directory needs "
+                                        r"config\.json"):
     load_text_encoder(tmp_path / "nothing_here")

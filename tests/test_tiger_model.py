@@ -226,7 +226,9 @@ def test_initial_variables_and_logical_axes():
   axes = model.get_logical_axes(shapes)
   assert tuple(axes["params"]["token_embedder"]["embedding"]) == ("vocab",
                                                                   "embed")
-  with pytest.raises(ConfigError, match="decoder_input_tokens"):
+  with pytest.raises(ConfigError, match=r"input_shapes needs "
+                                        r"'decoder_input_tokens', got "
+                                        r"\['encoder_input_tokens'\]\."):
     model.get_initial_variables(jax.random.key(0),
                                 {"encoder_input_tokens": (1, 3)})
 
@@ -243,16 +245,20 @@ def test_feature_converter_is_resolved_lazily(monkeypatch):
 
 def test_bad_model_settings_raise():
   small = network.Transformer(network.TransformerConfig(vocab_size=10))
-  with pytest.raises(ConfigError, match="vocab_size"):
+  with pytest.raises(ConfigError, match=r"TransformerConfig\.vocab_size=10 is "
+                                        r"smaller than the token layout's"):
     models.EncoderDecoderModel(small, layout=LAYOUT)
-  with pytest.raises(ConfigError, match="codebook_sizes"):
+  with pytest.raises(ConfigError, match=r"EncoderDecoderModel needs "
+                                        r"codebook_sizes or a "
+                                        r"SemanticIdLayout\."):
     models.EncoderDecoderModel(small)
   for kw, match in ((dict(label_smoothing=1.0), "label_smoothing"),
                     (dict(z_loss=-1.0), "z_loss"),
                     (dict(loss_temperature=0.0), "loss_temperature")):
     with pytest.raises(ConfigError, match=match):
       _model(**kw)
-  with pytest.raises(ConfigError, match="num_beams"):
+  with pytest.raises(ConfigError, match=r"num_beams must be an int >= 1, got "
+                                        r"0\."):
     _model().predict_batch_with_aux(
         _params(), {"encoder_input_tokens": _users(1, 0)}, num_decodes=0)
 

@@ -160,10 +160,12 @@ def test_reregistering(env):
 def test_bad_registrations():
   with pytest.raises(ConfigError, match="unknown TFDS builder"):
     tasks.register_tiger_task("tiger_bad", "recjax_nope", None)
-  with pytest.raises(ConfigError, match="max_history"):
+  with pytest.raises(ConfigError, match=r"max_history must be >= 1, got 0\."):
     tasks.register_tiger_task("tiger_bad", "recjax_synthetic/tiny", None,
                               max_history=0)
-  with pytest.raises(ConfigError, match="num_user_buckets"):
+  with pytest.raises(ConfigError, match=r"task 'tiger_bad': "
+                                        r"use_user_token=True needs "
+                                        r"num_user_buckets > 0\."):
     tasks.register_tiger_task("tiger_bad", "recjax_synthetic/tiny", None,
                               num_user_buckets=0, use_user_token=True)
 
@@ -180,7 +182,9 @@ def test_unknown_task_and_short_lengths(env):
   with pytest.raises(ConfigError, match="needs 61"):
     tasks.check_feature_lengths(tasks.get_vocabulary("tiger_test_tiny"),
                                 {"inputs": 60, "targets": 4}, max_history=20)
-  with pytest.raises(ConfigError, match="lack"):
+  with pytest.raises(ConfigError, match=r"task 'tiger_test_tiny': feature "
+                                        r"lengths \{'inputs': 16\} lack "
+                                        r"\['targets'\]\."):
     tasks.check_feature_lengths("tiger_test_tiny", {"inputs": 16})
   # The task itself refuses to trim histories silently.
   with pytest.raises(ConfigError, match="too short"):

@@ -185,7 +185,8 @@ def test_bad_codes_raise_config_error(codes, layout, match):
 
 def test_bad_subset_raises_config_error():
   trie = ItemTrie.build(np.array([[0], [1]]), SemanticIdLayout((2,)))
-  with pytest.raises(ConfigError, match="shape"):
+  with pytest.raises(ConfigError, match=r"subset mask has shape \(1,\), "
+                                        r"expected \(2,\)\."):
     trie.with_subset(np.array([True]))
   with pytest.raises(ConfigError, match=r"\[0, 2\)"):
     trie.with_subset(np.array([2]))

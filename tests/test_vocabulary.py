@@ -115,7 +115,9 @@ def test_user_token_tf_matches_layout(user_id):
 
 def test_user_token_without_buckets_raises():
   v = _vocab(buckets=0)
-  with pytest.raises(ConfigError, match="num_user_buckets"):
+  with pytest.raises(ConfigError, match=r"this vocabulary layout has no "
+                                        r"user-hash tokens; set "
+                                        r"num_user_buckets"):
     v.user_token_tf(tf.constant("u"))
 
 
@@ -123,7 +125,9 @@ def test_out_of_range_items():
   v = _vocab()
   with pytest.raises(ConfigError, match="outside the catalog of 3 items"):
     v.encode("3")
-  with pytest.raises(ConfigError, match="outside"):
+  with pytest.raises(ConfigError, match=r"item index -2 is outside the "
+                                        r"catalog of 3 items of vocabulary "
+                                        r"<in-memory"):
     v.item_tokens([-2])
   with pytest.raises(ConfigError, match="space-separated"):
     v.encode("a b")
@@ -179,7 +183,9 @@ def test_from_directory_errors(tmp_path):
     SemanticIdVocabulary.from_directory(tmp_path)
   (tmp_path / "manifest.json").unlink()
   np.save(tmp_path / "codes.npy", np.zeros((3,), np.int32))
-  with pytest.raises(ConfigError, match="shape"):
+  with pytest.raises(ConfigError, match=r"codes\.npy: codes must be int "
+                                        r"\[num_items, levels\], got shape "
+                                        r"\(3,\)\."):
     SemanticIdVocabulary.from_directory(tmp_path)
 
 
