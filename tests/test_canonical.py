@@ -73,7 +73,7 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
     raise OSError("disk full")
 
   monkeypatch.setattr(canonical.json, "dump", boom)
-  with pytest.raises(OSError):
+  with pytest.raises(OSError, match="disk full"):
     ds.save(tmp_path / "d")
   assert list(tmp_path.iterdir()) == []
 

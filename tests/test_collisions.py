@@ -97,7 +97,9 @@ def test_deduplicate_dispatch():
   assert collisions.deduplicate(codes, "append").shape == (2, 3)
   assert collisions.deduplicate(codes, "sinkhorn",
                                 np.zeros((2, 2))).shape == (2, 2)
-  with pytest.raises(ConfigError, match="not a strategy"):
+  with pytest.raises(ConfigError,
+                     match=r"collisions='random' is not a strategy; choose "
+                           r"one of"):
     collisions.deduplicate(codes, "random")
 
 

@@ -97,7 +97,10 @@ def test_tampered_embeddings_are_detected(tmp_path, t5_dir):
   out = embed.embed_stage(ds_dir, tmp_path / "emb",
                           embed.EmbedConfig(model_dir=str(t5_dir)))
   np.save(out / embed.EMBEDDINGS_FILE, np.zeros((3, 8), np.float32))
-  with pytest.raises(ConfigError, match="checksum"):
+  with pytest.raises(ConfigError,
+                     match=r"emb/embeddings\.npy does not match the checksum "
+                           r"in manifest\.json; the file was modified\. "
+                           r"Re-run the embed stage"):
     embed.load_embeddings(out)
   with pytest.raises(ConfigError, match="not an embed-stage directory"):
     embed.load_embeddings(tmp_path / "ds")

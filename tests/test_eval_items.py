@@ -98,7 +98,10 @@ def test_bad_split_checkpoint_and_run_dir(trained, tmp_path):
     _evaluate(gin_file, tmp_path / "empty")
   assert not (tmp_path / "empty").exists()  # nothing half-made
   # Another network than the run's: refused, not silently mis-restored.
-  with pytest.raises(CheckpointError):
+  with pytest.raises(CheckpointError,
+                     match=r"was written with a different model:\n"
+                           r"(.|\n)*\"hidden_dim\": 32(.|\n)*Use another "
+                           r"model_dir, or the same model configuration"):
     _evaluate(gin_file, model_dir,
               **{"recjax.models.sasrec.SASRecConfig.hidden_dim": 32})
 

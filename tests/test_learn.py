@@ -287,15 +287,20 @@ def test_logical_axes_follow_network_names():
 
 def test_make_dual_encoder_checks_embeddings():
   ds = _dataset(20)
-  with pytest.raises(ConfigError, match="embed stage"):
+  with pytest.raises(ConfigError,
+                     match=r"run the embed stage \(python -m recjax\.embed\) "
+                           r"on this dataset"):
     dual_encoder.make_dual_encoder(ds, None)
-  with pytest.raises(ConfigError, match=r"num_items=20"):
+  with pytest.raises(ConfigError, match=r"shape \(19, 8\), expected "
+                                        r"\[num_items=20, d_text\]"):
     dual_encoder.make_dual_encoder(ds, _table(19, 8))
-  with pytest.raises(ConfigError, match=r"num_items=20"):
+  with pytest.raises(ConfigError, match=r"shape \(20,\), expected "
+                                        r"\[num_items=20, d_text\]"):
     dual_encoder.make_dual_encoder(ds, np.zeros(20, np.float32))
   bad = _table(20, 8)
   bad[4, 1] = np.nan
-  with pytest.raises(ConfigError, match="row 4"):
+  with pytest.raises(ConfigError, match=r"item embedding row 4 is not finite; "
+                                        r"re-run the embed stage"):
     dual_encoder.make_dual_encoder(ds, bad)
   model = dual_encoder.make_dual_encoder(ds, _table(20, 8), TINY)
   assert model.num_items == 20 and model.config is TINY

@@ -228,15 +228,19 @@ def test_tokenize_items_truncates_keeping_the_closing_token():
 
 def test_errors():
   ds = _dataset(20)
-  with pytest.raises(ConfigError, match="embed stage"):
+  with pytest.raises(ConfigError,
+                     match=r"run the embed stage \(python -m recjax\.embed\) "
+                           r"on this dataset"):
     lite.make_lite(ds, None, TINY)
-  with pytest.raises(ConfigError, match=r"num_items=20"):
+  with pytest.raises(ConfigError, match=r"shape \(21, 8\), expected "
+                                        r"\[num_items=20, d_text\]"):
     lite.make_lite(ds, _table(21, 8), TINY)
   with pytest.raises(ConfigError, match=r"LiteConfig\.item_encoder='lora': "
                                         r"use one of \('frozen', "
                                         r"'finetune'\)\."):
     lite.LiteConfig(item_encoder="lora")
-  with pytest.raises(ConfigError, match="must divide"):
+  with pytest.raises(ConfigError, match=r"LiteConfig\.num_heads=4 must divide "
+                                        r"d_model=10"):
     lite.LiteConfig(d_model=10, num_heads=4)
   finetune = dataclasses.replace(TINY, item_encoder="finetune")
   with pytest.raises(ConfigError, match="tokenised 19 items"):
@@ -250,7 +254,8 @@ def test_errors():
   wrong = dataclasses.replace(good, params=_backbone(20, seed=1).params)
   wrong.params = {**wrong.params, "layer_0": {}}
   model = lite.LiteModel(20, finetune, backbone=wrong)
-  with pytest.raises(ConfigError, match="do not match"):
+  with pytest.raises(ConfigError, match=r"text backbone's parameters do not "
+                                          r"match its module"):
     model.get_initial_variables(jax.random.key(0), {"input_items": (1, 4)})
   model = lite.LiteModel(20, TINY, item_embeddings=_table(20, 8))
   with pytest.raises(ConfigError, match="exceed max_length=8"):

@@ -92,7 +92,7 @@ def test_bad_input():
     MarkovConfig(max_history=0)
   ds, splits = _train([[0, 1, 2, 3]])
   model = TransitionModel.fit(splits["train"], ds.num_items)
-  with pytest.raises(ValueError, match="k=0"):
+  with pytest.raises(ValueError, match=r"k=0 must be in \[1, 4\]"):
     model.recommend([[0]], k=0)
   # No history (e.g. only unknown items at inference): popularity order.
   np.testing.assert_array_equal(
@@ -103,7 +103,8 @@ def test_bad_input():
     model.recommend([[9]], k=1)
   with pytest.raises(ValueError, match="exclude has 2 rows"):
     model.recommend([[0]], k=1, exclude=[[0], [1]])
-  with pytest.raises(ValueError, match="must be"):
+  with pytest.raises(ValueError, match=r"counts \(4, 4\) must be \[3, 3\] "
+                                     r"\(one row and column per item\)"):
     TransitionModel(model.counts, np.zeros(3))
 
 

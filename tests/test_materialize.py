@@ -100,11 +100,13 @@ def test_padded_eval_batches_cover_every_example(env):
 
 
 def test_bad_input_leaves_nothing(env):
-  with pytest.raises(ConfigError, match="unknown task"):
+  with pytest.raises(ConfigError,
+                     match=r"unknown task 'nope'; register it first"):
     mat.materialize("nope", "train", env / "bad")
   with pytest.raises(ConfigError, match="no split 'dev'"):
     mat.materialize(NAME, "dev", env / "bad")
-  with pytest.raises(ConfigError, match="too short"):
+  with pytest.raises(ConfigError,
+                     match=r"feature length inputs=5 is too short; it needs"):
     mat.materialize(NAME, "train", env / "bad",
                     feature_lengths={"inputs": 5, "targets": 4})
   assert not (env / "bad").exists()

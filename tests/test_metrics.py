@@ -115,7 +115,7 @@ def test_pad_ranked_lists():
 def test_item_counts():
   np.testing.assert_array_equal(metrics.item_counts([0, 2, 2], 4),
                                 [1, 0, 2, 0])
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match=r"item indices must lie in \[0, 4\)"):
     metrics.item_counts([4], 4)
 
 

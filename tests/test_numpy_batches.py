@@ -118,7 +118,9 @@ def test_iterate_resumes_at_step(tmp_path):
 
 def test_iterate_without_batches_raises(tmp_path):
   reader = numpy_batches.NumpyBatches(_write(tmp_path / "d", 3), 4)
-  with pytest.raises(ConfigError, match="no batch"):
+  with pytest.raises(ConfigError,
+                     match=r"3 examples over 1 shard\(s\) make no batch of 4; "
+                           r"lower batch_size or use remainder='pad'"):
     next(reader.iterate())
 
 
@@ -131,14 +133,17 @@ def test_feature_subset_and_fingerprint(tmp_path):
                                         r"vocabulary f1, but the model's is "
                                         r"other"):
     numpy_batches.NumpyBatches(d, 2, vocabulary_fingerprint="other")
-  with pytest.raises(ConfigError, match="no features"):
+  with pytest.raises(ConfigError,
+                     match=r"d: no features \['nope'\]; it has \['idx'"):
     numpy_batches.NumpyBatches(d, 2, features=("nope",))
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"batch_size": 0}, "batch_size"),
-    ({"batch_size": 2, "shard_index": 2, "num_shards": 2}, "shard_index"),
-    ({"batch_size": 2, "remainder": "keep"}, "remainder"),
+    ({"batch_size": 0}, r"batch_size must be positive, got 0"),
+    ({"batch_size": 2, "shard_index": 2, "num_shards": 2},
+     r"need 0 <= shard_index < num_shards, got shard_index=2, num_shards=2"),
+    ({"batch_size": 2, "remainder": "keep"},
+     r"remainder must be one of \('drop', 'pad'\), got 'keep'"),
 ])
 def test_bad_arguments(tmp_path, kwargs, match):
   d = _write(tmp_path / "d", 6)
@@ -151,7 +156,8 @@ def test_bad_directories(tmp_path):
     numpy_batches.NumpyBatches(tmp_path / "missing", 2)
   d = _write(tmp_path / "d", 6)
   (d / numpy_batches.MANIFEST_FILE).write_text("{oops")
-  with pytest.raises(ConfigError, match="malformed JSON"):
+  with pytest.raises(ConfigError, match=r"d/manifest\.json:1:2: malformed JSON "
+                                        r"\(.*\); re-run the materialisation"):
     numpy_batches.NumpyBatches(d, 2)
   d = _write(tmp_path / "e", 6)
   np.save(numpy_batches.feature_path(d, "idx"), np.arange(5))

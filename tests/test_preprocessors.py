@@ -124,7 +124,9 @@ def test_to_inputs_targets(dataset, vocab):
 def test_user_token_needs_buckets(vocab):
   v = SemanticIdVocabulary(SemanticIdLayout((8, 8, 4), 0), vocab.codes)
   ds = tf.data.Dataset.from_tensors({"history": [1], "target": 2})
-  with pytest.raises(ConfigError, match="user buckets"):
+  with pytest.raises(ConfigError,
+                     match=r"use_user_token=True but the vocabulary has no "
+                           r"user buckets; build it with num_user_buckets > 0"):
     prep.to_inputs_targets(ds, v)
 
 

@@ -92,7 +92,8 @@ def test_lcrec_malformed_json(tmp_path):
 
 
 def test_lcrec_missing_args():
-  with pytest.raises(DatasetError, match="needs data_dir"):
+  with pytest.raises(DatasetError, match=r"amazon_lcrec needs data_dir= \(the "
+                                       r"folder with X\.item\.json"):
     datasets.load("amazon_lcrec")
 
 

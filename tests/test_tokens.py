@@ -60,5 +60,6 @@ def test_equality_and_user_tokens():
 def test_from_codes():
   layout = tokens.SemanticIdLayout.from_codes(np.array([[0, 3], [2, 1]]))
   assert layout.codebook_sizes == (3, 4)
-  with pytest.raises(ConfigError):
+  with pytest.raises(ConfigError, match=r"codebook_sizes must be a non-empty "
+                                        r"tuple of positive sizes, got \(\)"):
     tokens.SemanticIdLayout(())

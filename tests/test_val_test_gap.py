@@ -84,10 +84,12 @@ def test_mix_only_ratio():
 
 
 def test_bad_input():
-  with pytest.raises(ValueError, match="one per user"):
+  with pytest.raises(ValueError, match=r"3 lists, 3 targets and 2 flags must "
+                                     r"be one per user"):
     gap.group_ndcg(np.zeros((3, 10), int), np.zeros(3, int),
                    np.zeros(2, bool))
   with pytest.raises(SystemExit, match="METHOD:SCHEDULE:SEED"):
     gap.main(["--cells", "sasrec_recbole:cpu"])
-  with pytest.raises(SystemExit, match="unknown method"):
+  with pytest.raises(SystemExit, match=r"--cells entry 'gru4rec:cpu:0': "
+                                      r"unknown method; choose from"):
     gap.main(["--cells", "gru4rec:cpu:0"])
