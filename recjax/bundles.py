@@ -58,7 +58,7 @@ def unpack_bundle(path: str | os.PathLike[str],
     raise ConfigError(f"{path} has bundle format "
                       f"{info.get('format_version')!r}; this recjax reads "
                       f"{FORMAT_VERSION}. Rebuild it with python -m "
-                      "tasks.bundle.")
+                      "recjax.tasks.bundle.")
   for name, digest in info["sha256"].items():
     member = dest / name
     if not member.is_file() or sha256_file(member) != digest:

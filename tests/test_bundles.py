@@ -42,7 +42,9 @@ def test_unpack_checks_every_member(tmp_path):
     bundles.unpack_bundle(bad, tmp_path / "v")
   missing = _bundle(tmp_path / "missing.tar.gz", {},
                     digests={"test/b.npy": "0" * 64})
-  with pytest.raises(ConfigError, match="test/b.npy"):
+  with pytest.raises(ConfigError, match=r"missing\.tar\.gz: member "
+                                        r"test/b\.npy is missing or "
+                                        r"modified; rebuild the bundle"):
     bundles.unpack_bundle(missing, tmp_path / "w")
 
 
@@ -60,6 +62,9 @@ def test_unpack_rejects_other_files_and_versions(tmp_path):
     with pytest.raises(ConfigError, match=error):
       bundles.unpack_bundle(path, tmp_path / name)
   old = _bundle(tmp_path / "old.tar.gz", {}, version=0)
-  with pytest.raises(ConfigError, match="bundle format 0"):
+  with pytest.raises(ConfigError, match=r"old\.tar\.gz has bundle format 0; "
+                                        r"this recjax reads 1\. Rebuild it "
+                                        r"with python -m "
+                                        r"recjax\.tasks\.bundle"):
     bundles.unpack_bundle(old, tmp_path / "c")
   assert not (tmp_path / "outside.txt").exists()

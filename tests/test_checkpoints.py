@@ -72,11 +72,21 @@ def test_fields_added_since_the_checkpoint_restore_at_their_default(tmp_path):
     checkpoints.Checkpointer(
         tmp_path, _meta(_NewConfig(norm="post"))).restore_params()
   # Nor an existing field changed, nor a field the run no longer has.
-  with pytest.raises(checkpoints.CheckpointError, match="different model"):
+  with pytest.raises(
+      checkpoints.CheckpointError,
+      match=r"checkpoints/3 was written with a different model:\n"
+            r"  checkpoint: .*\"width\": 8\}\}\n"
+            r"  this run:   .*\"width\": 16\}\}\n"
+            r"Use another model_dir, or the same model configuration"):
     checkpoints.Checkpointer(
         tmp_path, _meta(_NewConfig(width=16))).restore_params()
   _save(tmp_path / "new", _meta(_NewConfig()), _state())
-  with pytest.raises(checkpoints.CheckpointError, match="different model"):
+  with pytest.raises(
+      checkpoints.CheckpointError,
+      match=r"new/checkpoints/3 was written with a different model:\n"
+            r"  checkpoint: .*\"norm\": \"pre\".*\n"
+            r"  this run:   \{\"class\": \"M\", \"network\": "
+            r"\{\"depth\": 2, \"width\": 8\}\}\n"):
     checkpoints.Checkpointer(
         tmp_path / "new", _meta(_OldConfig())).restore_params()
 

@@ -80,5 +80,6 @@ def test_transition_bonus_reorders_and_needs_its_scores():
       ablation.rerank(items, scores, prior, 0.0, 3, bonus, 1.0), [[1, 3, 2]])
   np.testing.assert_array_equal(
       ablation.rerank(items, scores, prior, 0.0, 3, bonus, 0.0), [[3, 1, 2]])
-  with pytest.raises(ValueError, match="needs transitions"):
+  with pytest.raises(ValueError, match=r"beta=1\.0 needs transitions of "
+                                       r"shape \(1, 4\)"):
     ablation.rerank(items, scores, prior, 0.0, 3, None, 1.0)

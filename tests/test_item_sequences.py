@@ -83,7 +83,8 @@ def test_prefix_examples_match_brute_force(data):
 
 
 def test_unknown_train_mode_is_rejected(data):
-  with pytest.raises(ConfigError, match="'windows'"):
+  with pytest.raises(ConfigError, match=r"Unknown train mode 'windows'; use "
+                                        r"one of \('sequences', 'prefixes'\)"):
     item_sequences.training_examples(data[1]["train"], M, "windows")
   with pytest.raises(ConfigError, match=r"ItemDataConfig\.train_mode='windows'"
                                         r"; use one of \('sequences', "
@@ -173,7 +174,8 @@ def test_train_batches_reject_bad_sizes():
     item_sequences.TrainBatches(_examples(), 32, num_shards=1, shard_index=0)
   with pytest.raises(ConfigError, match="multiple of the 4 process"):
     item_sequences.TrainBatches(_examples(), 6, num_shards=4, shard_index=0)
-  with pytest.raises(ConfigError, match="differ in length"):
+  with pytest.raises(ConfigError, match=r"example arrays differ in length: "
+                                        r"\{'a': 4, 'b': 5\}"):
     item_sequences.TrainBatches({"a": np.zeros(4), "b": np.zeros(5)}, 2)
 
 
@@ -193,7 +195,9 @@ def test_load_stages_the_dataset_once(tmp_path):
   assert src.num_examples == sum(
       len(s) - 1 for s in _train_seqs(second.dataset))
   assert second.eval_batches("test").num_examples == SYNTH["num_users"]
-  with pytest.raises(ConfigError, match="'train'"):
+  with pytest.raises(ConfigError, match=r"evaluation split must be "
+                                        r"'validation' or 'test', got "
+                                        r"'train'"):
     second.eval_batches("train")
 
 

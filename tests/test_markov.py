@@ -141,7 +141,9 @@ def test_evaluate_picks_the_decay_on_validation():
   assert markov.evaluate(ds, decays=(0.5,))["markov/decay"] == 0.5
   with pytest.raises(ConfigError, match="at least one decay"):
     markov.evaluate(ds, decays=())
-  with pytest.raises(ConfigError, match=">= 10 items"):
+  with pytest.raises(ConfigError, match=r"evaluate picks the decay by "
+                                        r"NDCG@10, so it needs lists of >= "
+                                        r"10 items: k=5, 't' has 12 items"):
     markov.evaluate(ds, k=5)
 
 

@@ -83,7 +83,7 @@ def test_top_k_pads_when_fewer_than_k_items_remain():
 
 
 def test_top_k_rejects_k_larger_than_catalog():
-  with pytest.raises(ConfigError, match="num_items=4"):
+  with pytest.raises(ConfigError, match=r"k=5 must be in \[1, num_items=4\]"):
     item_models.top_k_items(np.zeros((1, 4)), 5)
 
 

@@ -97,7 +97,10 @@ def test_save_load_and_cold_start(tmp_path, trained):
   with pytest.raises(ConfigError, match="holds a 'rqvae' tokenizer, not "
                      "'opq'"):
     load_tokenizer(tmp_path / "tok", method="opq")
-  with pytest.raises(ConfigError, match="dimension 5"):
+  with pytest.raises(ConfigError, match=r"embeddings have dimension 5 but "
+                                        r"the tokenizer was trained on "
+                                        r"dimension 12; embed the items "
+                                        r"with the same text encoder"):
     loaded.encode(np.zeros((2, 5), np.float32))
   with pytest.raises(ConfigError, match="not a semantic-ID tokenizer"):
     load_tokenizer(tmp_path)

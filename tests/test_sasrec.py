@@ -221,11 +221,14 @@ def test_params_carry_known_logical_axes(model_and_params):
 def test_bad_configs_and_inputs_fail_clearly(model_and_params):
   with pytest.raises(ConfigError, match="divisible by num_heads=3"):
     sequential.SASRecConfig(hidden_dim=16, num_heads=3)
-  with pytest.raises(ConfigError, match="'focal'"):
+  with pytest.raises(ConfigError, match=r"SASRecConfig\.loss='focal'; use "
+                                        r"one of \('softmax', 'bce'\)"):
     sequential.SASRecConfig(loss="focal")
-  with pytest.raises(ConfigError, match="positions='last'"):
+  with pytest.raises(ConfigError, match=r"SASRecConfig\.positions='last'; "
+                                        r"use one of \('recent', 'first'\)"):
     sequential.SASRecConfig(positions="last")
-  with pytest.raises(ConfigError, match="norm='mid'"):
+  with pytest.raises(ConfigError, match=r"SASRecConfig\.norm='mid'; use one "
+                                        r"of \('pre', 'post'\)"):
     sequential.SASRecConfig(norm="mid")
   with pytest.raises(ConfigError, match="train_positions='first'"):
     sequential.SASRecConfig(train_positions="first")
@@ -234,7 +237,8 @@ def test_bad_configs_and_inputs_fail_clearly(model_and_params):
                                         r"make_sasrec\(dataset\)\."):
     sequential.SASRecModel(sequential.SASRecConfig())
   model, params = model_and_params
-  with pytest.raises(ConfigError, match="max_length=6"):
+  with pytest.raises(ConfigError, match=r"input_items has 7 columns, more "
+                                        r"than SASRecConfig\.max_length=6"):
     model.hidden_states(params, np.zeros((1, LEN + 1), np.int32))
 
 

@@ -200,7 +200,9 @@ def test_unsupported_model_type_is_a_clear_error(tmp_path):
   cfg = json.loads((tmp_path / "m" / "config.json").read_text())
   cfg["model_type"] = "gpt2"
   (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
-  with pytest.raises(ConfigError, match="model_type 'gpt2'"):
+  with pytest.raises(ConfigError, match=r"m/config\.json: model_type 'gpt2' "
+                                        r"is not a supported text encoder "
+                                        r"\(BERT family .*Point model_dir at"):
     load_text_encoder(tmp_path / "m")
 
 
@@ -217,7 +219,10 @@ def test_missing_weights_and_wrong_layout_are_clear_errors(tmp_path):
   cfg.update(model_type="bert", hidden_size=16, num_hidden_layers=2,
              num_attention_heads=2, intermediate_size=24)
   (tmp_path / "x" / "config.json").write_text(json.dumps(cfg))
-  with pytest.raises(ConfigError, match="not a BERT-family"):
+  with pytest.raises(ConfigError, match=r"checkpoint has no tensor "
+                                        r"'embeddings\.word_embeddings\."
+                                        r"weight'; it is not a BERT-family "
+                                        r"model\.safetensors"):
     load_text_encoder(tmp_path / "x")
   with pytest.raises(ConfigError, match=r"config\.json does not exist\. A "
                                         r"text encoder directory needs "

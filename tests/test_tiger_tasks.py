@@ -173,13 +173,19 @@ def test_bad_registrations():
 def test_unknown_task_and_short_lengths(env):
   with pytest.raises(ConfigError, match="unknown task 'nope'"):
     tasks.get_task("nope")
-  with pytest.raises(ConfigError, match="unknown task"):
+  with pytest.raises(ConfigError, match=r"unknown task 'nope'; registered "
+                                        r"TIGER tasks: .* Import `tasks` "
+                                        r"and call "
+                                        r"tasks\.register_tiger_task"):
     tasks.check_feature_lengths("nope", LENGTHS)
   tasks.check_feature_lengths("tiger_test_tiny", LENGTHS)
   with pytest.raises(ConfigError, match="inputs=15 is too short; it needs "
                      "16"):
     tasks.check_feature_lengths("tiger_test_tiny", {**LENGTHS, "inputs": 15})
-  with pytest.raises(ConfigError, match="needs 61"):
+  with pytest.raises(ConfigError, match=r"vocabulary: feature length "
+                                        r"inputs=60 is too short; it needs "
+                                        r"61 \(1 user token \+ 20 items x 3 "
+                                        r"levels\)"):
     tasks.check_feature_lengths(tasks.get_vocabulary("tiger_test_tiny"),
                                 {"inputs": 60, "targets": 4}, max_history=20)
   with pytest.raises(ConfigError, match=r"task 'tiger_test_tiny': feature "
@@ -187,7 +193,10 @@ def test_unknown_task_and_short_lengths(env):
                                         r"\['targets'\]\."):
     tasks.check_feature_lengths("tiger_test_tiny", {"inputs": 16})
   # The task itself refuses to trim histories silently.
-  with pytest.raises(ConfigError, match="too short"):
+  with pytest.raises(ConfigError, match=r"task 'tiger_test_tiny': feature "
+                                        r"length inputs=10 is too short; it "
+                                        r"needs 16 .* at least \{'inputs': "
+                                        r"16, 'targets': 4\}"):
     env["task"].get_dataset({**LENGTHS, "inputs": 10}, split="test")
 
 
@@ -264,7 +273,9 @@ def test_seen_items_are_the_whole_history(env, split):
 
 
 def test_seen_items_errors(env):
-  with pytest.raises(ConfigError, match="no split 'dev'"):
+  with pytest.raises(ConfigError, match=r"task 'tiger_test_tiny': no split "
+                                        r"'dev'; seen items exist for "
+                                        r"\['train', 'validation', 'test'\]"):
     tiger.seen_items("tiger_test_tiny", "dev")
   with pytest.raises(ConfigError, match=r"users \[1000\].*Re-materialise"):
     tiger.seen_items_matrix("tiger_test_tiny", "test", np.array([1000]))

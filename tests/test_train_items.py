@@ -96,7 +96,9 @@ def test_recbole_recipe_validates_every_epoch(gin_file, tmp_path):
   assert steps == (want if want[-1] == 25 else want + [25])
   assert sorted(int(p.name) for p in (tmp_path / "p" / "checkpoints")
                 .iterdir() if p.name.isdigit())[-1] == 25
-  with pytest.raises(ConfigError, match="eval_period=-2"):
+  with pytest.raises(ConfigError, match=r"TrainerConfig\.eval_period=-2: "
+                                        r"use >= 0 steps or -1 \(every "
+                                        r"epoch\)"):
     train_items_lib.train_items(
         str(tmp_path / "m"), data=DATA,
         trainer_config=TrainerConfig(batch_size=16, eval_period=-2))

@@ -188,5 +188,6 @@ def test_bad_subset_raises_config_error():
   with pytest.raises(ConfigError, match=r"subset mask has shape \(1,\), "
                                         r"expected \(2,\)\."):
     trie.with_subset(np.array([True]))
-  with pytest.raises(ConfigError, match=r"\[0, 2\)"):
+  with pytest.raises(ConfigError, match=r"subset item indices must be in "
+                                        r"\[0, 2\)"):
     trie.with_subset(np.array([2]))

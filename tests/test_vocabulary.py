@@ -129,7 +129,9 @@ def test_out_of_range_items():
                                         r"catalog of 3 items of vocabulary "
                                         r"<in-memory"):
     v.item_tokens([-2])
-  with pytest.raises(ConfigError, match="space-separated"):
+  with pytest.raises(ConfigError, match=r"cannot encode 'a b': expected "
+                                        r"space-separated item indices such "
+                                        r"as '12 7 3'"):
     v.encode("a b")
   with pytest.raises(tf.errors.InvalidArgumentError, match="do not belong"):
     v.encode_tf(tf.constant("3"))
@@ -179,7 +181,9 @@ def test_from_directory_errors(tmp_path):
     SemanticIdVocabulary.from_directory(tmp_path)
   (tmp_path / "manifest.json").write_text(json.dumps(
       {"layout": {"codebook_sizes": "256"}}))
-  with pytest.raises(ConfigError, match="list of integers"):
+  with pytest.raises(ConfigError, match=r"manifest\.json: "
+                                        r"layout\.codebook_sizes must be a "
+                                        r"list of integers, got '256'"):
     SemanticIdVocabulary.from_directory(tmp_path)
   (tmp_path / "manifest.json").unlink()
   np.save(tmp_path / "codes.npy", np.zeros((3,), np.int32))
