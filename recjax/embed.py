@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from recjax import errors
 from recjax import quiet
 from recjax.datasets.canonical import CanonicalDataset
 from recjax.datasets.canonical import ItemTable
@@ -391,7 +392,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     separator=args.separator, batch_size=args.batch_size,
                     pooling=args.pooling, max_length=args.max_length,
                     dtype=args.dtype)
-  out = embed_stage(args.dataset_dir, args.out, cfg, force=args.force)
+  with errors.exit_on_input_error():
+    out = embed_stage(args.dataset_dir, args.out, cfg, force=args.force)
   manifest = read_manifest(out)
   print(json.dumps({k: manifest[k] for k in ("num_items", "dim", "model_name",
                                              "checksum")}, indent=2))

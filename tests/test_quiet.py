@@ -12,6 +12,9 @@ import sys
 
 import pytest
 
+# The embed stage runs the pinned MiniLM (skipped offline with a cold cache).
+pytestmark = pytest.mark.network("all_minilm_l6_v2")
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # What the libraries print by themselves on a CPU host.
 NOISE = ("Could not find cuda drivers", "failed call to cuInit",

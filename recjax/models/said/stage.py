@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from recjax import embed
+from recjax import errors
 from recjax import optimizers
 from recjax import quiet
 from recjax import trainer as trainer_lib
@@ -213,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   quiet.load_task_layer()  # TensorBoard's writer imports TensorFlow.
   cfg = SAIDStageConfig(lm=args.lm, num_epochs=args.epochs,
                         batch_size=args.batch_size, lm_dtype=args.lm_dtype)
-  out = said_stage(args.dataset_dir, args.out, cfg)
+  with errors.exit_on_input_error():
+    out = said_stage(args.dataset_dir, args.out, cfg)
   manifest = embed.read_manifest(out)
   print(json.dumps({k: manifest[k] for k in ("num_items", "dim",
                                              "final_train_loss")}))
