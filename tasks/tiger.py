@@ -50,6 +50,7 @@ import seqio
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from recjax import io_utils
 from recjax import metrics as metrics_lib
 from recjax.datasets import tfds_builders  # noqa: F401  (registers builders)
 from recjax.errors import ConfigError
@@ -143,10 +144,22 @@ class RecjaxTfdsSource(seqio.TfdsDataSource):
   def prepare(self) -> tfds.core.DatasetBuilder:
     """Prepares the builder if needed (offline) and returns it."""
     builder = self.tfds_dataset.builder
-    with self._lock:
-      if not builder.is_prepared():
-        config = tfds.download.DownloadConfig(manual_dir=self._manual_dir)
-        builder.download_and_prepare(download_config=config)
+    if builder.is_prepared():
+      return builder
+    # Threads and processes (parallel runs over one data_dir) take turns;
+    # TFDS itself fails when two prepare the same dataset at once.
+    lock = os.path.join(os.path.dirname(builder.data_dir),
+                        f".{os.path.basename(builder.data_dir)}.recjax-lock")
+    with self._lock, io_utils.file_lock(lock):
+      if builder.is_prepared():
+        # Another process prepared it while this one waited: the memoised
+        # builder still holds the empty info it was made with; make it anew.
+        loader = self.tfds_dataset
+        key = loader._get_builder_key(*loader.get_split_params(None))  # pylint: disable=protected-access
+        seqio.utils.LazyTfdsLoader._MEMOIZED_BUILDERS.pop(key, None)  # pylint: disable=protected-access
+        return loader.builder
+      config = tfds.download.DownloadConfig(manual_dir=self._manual_dir)
+      builder.download_and_prepare(download_config=config)
     return builder
 
   def get_dataset(self, split: str | None = None, shuffle: bool = True,

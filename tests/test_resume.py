@@ -42,16 +42,26 @@ def _gin(kind: str, root: pathlib.Path) -> tuple[pathlib.Path, list[str]]:
           ["--gin_file=runs/train.gin"])
 
 
-def _run(root: pathlib.Path, kill: str, gin_file: pathlib.Path,
-         files: list[str], model_dir: pathlib.Path
-         ) -> subprocess.CompletedProcess:
+def _start(root: pathlib.Path, kill: str, gin_file: pathlib.Path,
+           files: list[str], model_dir: pathlib.Path) -> subprocess.Popen:
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(
       [str(root), str(REPO), str(REPO / "tests")]))
-  return subprocess.run(
+  return subprocess.Popen(
       [sys.executable, str(WORKER), kill, *files, f"--gin_file={gin_file}",
        *COMMON,
        f"--gin.MODEL_DIR='{model_dir}'"], cwd=REPO, env=env,
-      capture_output=True, text=True, timeout=900, check=False)
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait(procs: dict[str, subprocess.Popen]
+          ) -> dict[str, subprocess.CompletedProcess]:
+  """Waits for runs started together (their start-up overlaps)."""
+  done = {}
+  for name, proc in procs.items():
+    out, err = proc.communicate(timeout=900)
+    done[name] = subprocess.CompletedProcess(proc.args, proc.returncode,
+                                             out, err)
+  return done
 
 
 def _losses(model_dir: pathlib.Path) -> dict[int, float]:
@@ -68,15 +78,24 @@ def _committed(model_dir: pathlib.Path) -> list[int]:
 @pytest.mark.parametrize("kind", ["item", "generative"])
 def test_sigkill_between_and_during_saves_resumes_exactly(kind, tmp_path):
   gin_file, files = _gin(kind, tmp_path)
-  ref = _run(tmp_path, "none", gin_file, files, tmp_path / "ref")
+  kills = {"between:12": 10, "mid_save:10": 5}
+  dirs = {k: tmp_path / k.replace(":", "_") for k in kills}
+  # The uninterrupted run and both killed runs, at once.
+  first = _wait({"none": _start(tmp_path, "none", gin_file, files,
+                                tmp_path / "ref"),
+                 **{k: _start(tmp_path, k, gin_file, files, dirs[k])
+                    for k in kills}})
+  ref = first["none"]
   assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
   want = dict(np.load(tmp_path / "ref" / "final_state.npz"))
-  for kill, resumes_at in (("between:12", 10), ("mid_save:10", 5)):
-    run = tmp_path / kill.replace(":", "_")
-    killed = _run(tmp_path, kill, gin_file, files, run)
-    assert killed.returncode == -9, killed.stdout[-2000:]
-    assert _committed(run)[-1] == resumes_at
-    resumed = _run(tmp_path, "none", gin_file, files, run)
+  for kill, resumes_at in kills.items():
+    assert first[kill].returncode == -9, (first[kill].stdout[-2000:]
+                                          + first[kill].stderr[-2000:])
+    assert _committed(dirs[kill])[-1] == resumes_at
+  resumed_runs = _wait({k: _start(tmp_path, "none", gin_file, files, dirs[k])
+                        for k in kills})
+  for kill, resumes_at in kills.items():
+    run, resumed = dirs[kill], resumed_runs[kill]
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert f"Resuming from step {resumes_at}" in resumed.stdout
     # Only the remaining steps were trained after the resume.

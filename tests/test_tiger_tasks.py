@@ -279,3 +279,28 @@ def test_seen_items_errors(env):
     tiger.seen_items("tiger_test_tiny", "dev")
   with pytest.raises(ConfigError, match=r"users \[1000\].*Re-materialise"):
     tiger.seen_items_matrix("tiger_test_tiny", "test", np.array([1000]))
+
+
+_PREPARE = """
+import sys
+from recjax.tasks import tiger
+source = tiger.RecjaxTfdsSource("recjax_synthetic/tiny", data_dir=sys.argv[1])
+print(sum(1 for _ in source.get_dataset("test").as_numpy_iterator()))
+"""
+
+
+def test_processes_preparing_one_dataset_at_once_do_not_race(tmp_path):
+  """TFDS fails when two processes prepare one dataset; the source locks."""
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+  procs = [subprocess.Popen([sys.executable, "-c", _PREPARE, str(tmp_path)],
+                            env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+           for _ in range(3)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for proc, (out, err) in zip(procs, outs):
+    assert proc.returncode == 0, err[-2000:]
+    assert out.split()[-1] == "100"  # Every test user, in each process.
+  assert len(list((tmp_path / "recjax_synthetic" / "tiny").iterdir())) == 2
