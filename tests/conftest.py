@@ -52,8 +52,15 @@ def pytest_runtest_setup(item):
   for name, error in assets.warm(list(marker.args)).items():
     if error is not None:
       pytest.skip(f"needs the pinned asset {name!r}, which is not cached "
-                  f"and could not be fetched: {error.splitlines()[0]}")
+                  f"and could not be fetched: {_short(error)}")
 
+
+
+def _short(error: str) -> str:
+  """The reason part of an `AssetError` (pip's words), on one line."""
+  head = error.splitlines()[0]
+  return head.split(" from the package registry: ")[-1].split(
+      ". To supply it by hand")[0][:240]
 
 
 def _asset_unreachable(exc: BaseException | None) -> str | None:
@@ -65,7 +72,7 @@ def _asset_unreachable(exc: BaseException | None) -> str | None:
     seen.add(id(exc))
     if isinstance(exc, AssetError) and str(exc).startswith(
         ("Could not download", "Could not run pip")):
-      return str(exc).splitlines()[0]
+      return _short(str(exc))
     exc = exc.__cause__ or exc.__context__
   return None
 
@@ -87,4 +94,4 @@ def pytest_runtest_makereport(item, call):
     report.outcome = "skipped"
     report.longrepr = (str(item.path), item.location[1] or 0,
                        f"Skipped: needs a pinned asset that is not cached "
-                       f"and could not be fetched: {reason[:300]}")
+                       f"and could not be fetched: {reason}")
