@@ -58,6 +58,25 @@ def test_not_a_run_directory(tmp_path):
     eval_lib.evaluate_run(str(tmp_path / "nothing"))
 
 
+def test_damaged_run_descriptions_are_named(tmp_path):
+  run_dir = tmp_path / "old"
+  run_dir.mkdir()
+  (run_dir / "stray.txt").write_text("x")
+  with pytest.raises(ConfigError, match=r"it was written before runs "
+                     r"described themselves; pass the run's gin files"):
+    eval_lib.evaluate_run(str(run_dir))
+  (run_dir / "run.json").write_text("{not json")
+  with pytest.raises(ConfigError, match=r"old/run.json: not valid JSON "
+                     r".*; re-train the run or restore the file\."):
+    eval_lib.evaluate_run(str(run_dir))
+  (run_dir / "run.json").write_text('{"kind": "item", "entry": "x"}')
+  with pytest.raises(ConfigError, match=r"run.json has no 'inputs'; it is "
+                     r"not a recjax run description\."):
+    eval_lib.evaluate_run(str(run_dir))
+  assert sorted(p.name for p in run_dir.iterdir()) == ["run.json",
+                                                       "stray.txt"]
+
+
 def test_unknown_kind_is_named(run):
   run_dir, bindings = run
   desc = json.loads((run_dir / "run.json").read_text())
