@@ -82,7 +82,7 @@ def agreement(model, params, hist: np.ndarray, settings, num_seeds: int,
     items, _, scored = graph_lib.graph_decode(
         log_p, codes, graph.neighbors,
         graph_lib.seed_items(len(codes), num_seeds), hist[:, -history_seeds:],
-        hist, k=K, num_beams=beams, num_steps=steps)
+        hist, k=K, num_beams=beams, num_steps=steps, count_scored=True)
     items = np.asarray(items)
     found = np.mean([len(set(a) & set(b)) / K for a, b in zip(items, exact)])
     rows.append({"beams": beams, "edges": edges, "steps": steps,

@@ -151,7 +151,8 @@ def test_complete_graph_equals_exact_scoring(exclude):
   excluded = hist if exclude else None
   items, scores, scored = graph_lib.graph_decode(
       log_p, model.codes, graph.neighbors, graph_lib.seed_items(N, 4),
-      hist[:, -2:], excluded, k=5, num_beams=8, num_steps=1)
+      hist[:, -2:], excluded, k=5, num_beams=8, num_steps=1,
+      count_scored=True)
   exact, exact_scores = top_k_items(
       catalog_scores(log_p, model.codes), 5, excluded)
   np.testing.assert_array_equal(np.asarray(items), np.asarray(exact))
@@ -184,6 +185,30 @@ def test_graph_decoding_returns_distinct_real_unexcluded_items(
     np.testing.assert_allclose(scores[u, :len(real)], exact[u, real],
                                rtol=1e-5)
     assert np.all(np.diff(scores[u, :len(real)]) <= 0)
+
+
+@hypothesis.settings(max_examples=30, deadline=None)
+@hypothesis.given(c=st.integers(1, 30), beams=st.integers(1, 8),
+                  items=st.integers(1, 10), seed=st.integers(0, 1000))
+def test_best_distinct_equals_sorting_unique_candidates(c, beams, items,
+                                                         seed):
+  # Repeats share a score; distinct items may tie (shared codes) or be
+  # excluded (-inf). Brute force: unique items by (-score, item).
+  rng = np.random.default_rng(seed)
+  cand = rng.integers(0, items, (2, c)).astype(np.int32)
+  item_score = rng.choice([-np.inf, -2.0, -1.0, -0.5], (2, items))
+  scores = np.take_along_axis(item_score, cand, 1).astype(np.float32)
+  got_items, got = graph_lib._best_distinct(  # pylint: disable=protected-access
+      jnp.asarray(cand), jnp.asarray(scores), beams)
+  got_items, got = np.asarray(got_items), np.asarray(got)
+  for r in range(2):
+    want = sorted(set(cand[r].tolist()),
+                  key=lambda i: (-item_score[r, i], i))[:beams]
+    want = [i for i in want if np.isfinite(item_score[r, i])]
+    real = np.isfinite(got[r])
+    assert got_items[r][real].tolist() == want
+    np.testing.assert_array_equal(got[r][real], item_score[r, want])
+    assert np.all(np.isneginf(got[r][~real]))
 
 
 def test_exact_graph_equals_brute_force_neighbours():

@@ -274,14 +274,47 @@ def seed_items(num_items: int, num_seeds: int, seed: int = 0) -> np.ndarray:
       num_items, num_seeds, replace=False)).astype(np.int32)
 
 
-def _dedupe(cand: Array, scores: Array) -> tuple[Array, Array]:
-  """Sorts candidates per row; repeated items get -inf."""
-  order = jnp.argsort(cand, axis=1)
-  cand = jnp.take_along_axis(cand, order, axis=1)
-  scores = jnp.take_along_axis(scores, order, axis=1)
-  dup = jnp.concatenate([jnp.zeros_like(cand[:, :1], bool),
-                         cand[:, 1:] == cand[:, :-1]], axis=1)
-  return cand, jnp.where(dup, -jnp.inf, scores)
+def _distinct_count(cand: Array) -> Array:
+  """int32 `[batch]`: distinct items per row (a sort; diagnostics only)."""
+  cand = jnp.sort(cand, axis=1)
+  return jnp.sum(jnp.concatenate(
+      [jnp.ones_like(cand[:, :1], bool), cand[:, 1:] != cand[:, :-1]],
+      axis=1), axis=1).astype(jnp.int32)
+
+
+def _best_distinct(cand: Array, scores: Array, num_beams: int
+                   ) -> tuple[Array, Array]:
+  """The `num_beams` best distinct items of each row, best first.
+
+  Order: score descending, then item ascending (as `top_k` over the
+  catalog breaks ties). A repeated candidate has one score, so picking
+  the best item and masking all its copies, `num_beams` times, is exact;
+  it costs `num_beams` passes over the candidates, far less on a CPU than
+  sorting them. Rows with fewer distinct items than `num_beams` end with
+  -inf scores.
+
+  Args:
+    cand: int32 `[batch, C]` items (repeats allowed).
+    scores: float32 `[batch, C]` their scores (-inf = never chosen first).
+    num_beams: items kept.
+
+  Returns:
+    `(items, scores)`, int32 / float32 `[batch, num_beams]`.
+  """
+  big = jnp.iinfo(jnp.int32).max
+
+  def pick(j, carry):
+    scores, items, tops = carry
+    top = jnp.max(scores, axis=1)
+    item = jnp.min(jnp.where(scores == top[:, None], cand, big), axis=1)
+    scores = jnp.where(cand == item[:, None], -jnp.inf, scores)
+    return (scores, items.at[:, j].set(item), tops.at[:, j].set(top))
+
+  b = cand.shape[0]
+  init = (scores, jnp.zeros((b, num_beams), jnp.int32),
+          jnp.zeros((b, num_beams), jnp.float32))
+  _, items, tops = jax.lax.fori_loop(0, num_beams, pick, init)
+  return items, tops
 
 
 def _excluded(cand: Array, excluded: Array | None) -> Array:
@@ -292,10 +325,12 @@ def _excluded(cand: Array, excluded: Array | None) -> Array:
                  (excluded[:, None, :] >= 0), axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "num_beams", "num_steps"))
+@functools.partial(jax.jit, static_argnames=("k", "num_beams", "num_steps",
+                                             "count_scored"))
 def graph_decode(log_probs: Array, codes: Array, neighbors: Array,
                  seeds: Array, history: Array, excluded: Array | None,
-                 *, k: int, num_beams: int, num_steps: int
+                 *, k: int, num_beams: int, num_steps: int,
+                 count_scored: bool = False
                  ) -> tuple[Array, Array, Array]:
   """Top-`k` items by beams over the item graph.
 
@@ -310,12 +345,15 @@ def graph_decode(log_probs: Array, codes: Array, neighbors: Array,
     k: results per user (`<= num_beams`).
     num_beams: items kept per step.
     num_steps: propagation steps.
+    count_scored: also count the distinct items scored per user (a sort
+      per step: for the cost table of `benchmarks/rpg_decode.py`, not for
+      serving).
 
   Returns:
     `(items, scores, scored)`: int32 / float32 `[batch, k]`, best first
     (-1 / -inf when fewer than `k` items are reachable), and int32
     `[batch]` the number of distinct item scores computed per user (a
-    step's repeats counted once; the cost).
+    step's repeats counted once; the cost), zeros unless `count_scored`.
   """
   b = log_probs.shape[0]
   codes = jnp.asarray(codes, jnp.int32)
@@ -328,18 +366,13 @@ def graph_decode(log_probs: Array, codes: Array, neighbors: Array,
        jnp.maximum(history, 0), hist_nb.reshape(b, -1)], axis=1)
 
   def best(cand: Array) -> tuple[Array, Array, Array]:
-    if cand.shape[1] < num_beams:  # Pad with repeats (scored -inf).
-      cand = jnp.concatenate([cand, jnp.broadcast_to(
-          cand[:, :1], (b, num_beams - cand.shape[1]))], axis=1)
     scores = candidate_scores(log_probs, codes, cand)
     scores = jnp.where(_excluded(cand, excluded), -jnp.inf, scores)
-    cand, scores = _dedupe(cand, scores)
+    top_items, top = _best_distinct(cand, scores, num_beams)
     # Distinct candidates (excluded ones were scored too).
-    distinct = jnp.sum(jnp.concatenate(
-        [jnp.ones_like(cand[:, :1], bool), cand[:, 1:] != cand[:, :-1]],
-        axis=1), axis=1)
-    top, idx = jax.lax.top_k(scores, num_beams)
-    return jnp.take_along_axis(cand, idx, axis=1), top, distinct
+    distinct = (_distinct_count(cand) if count_scored
+                else jnp.zeros((b,), jnp.int32))
+    return top_items, top, distinct
 
   beams, top, scored = best(start)
   for _ in range(num_steps):
