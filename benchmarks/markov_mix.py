@@ -26,6 +26,7 @@ import os
 import pathlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def mixed_lists(model_scores: np.ndarray, markov_scores: np.ndarray,
     k: list length.
 
   Returns:
-    `{w: int64 [n, k]}`.
+    `{w: int64 [n, k]}`, -1 past a user's last candidate.
   """
   p_model = _softmax(np.asarray(model_scores, np.float64))
   m = np.maximum(np.asarray(markov_scores, np.float64), 0.0)
@@ -68,27 +69,37 @@ def mixed_lists(model_scores: np.ndarray, markov_scores: np.ndarray,
         items = np.asarray(items, np.int64)
         p[r, items[items >= 0]] = -1.0
     top = np.argpartition(-p, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(p, top, 1), axis=1,
-                       kind="stable")
-    out[w] = np.take_along_axis(top, order, 1)
+    top_p = np.take_along_axis(p, top, 1)
+    order = np.argsort(-top_p, axis=1, kind="stable")
+    # Excluded items (p = -1) never count: -1, as `top_k_items` returns
+    # when a user has fewer than `k` candidates left.
+    out[w] = np.where(np.take_along_axis(top_p, order, 1) < 0, -1,
+                      np.take_along_axis(top, order, 1))
   return out
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--model_dir", required=True)
-  parser.add_argument("--block", type=int, default=1024,
-                      help="users scored at once")
-  parser.add_argument("--json", action="store_true")
-  args = parser.parse_args(argv)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def evaluate_mix(model_dir: str, block: int = 1024,
+                 weights: Sequence[float] = WEIGHTS) -> dict[str, Any]:
+  """Every mixture weight of one run on validation and test.
+
+  Args:
+    model_dir: an item-level run directory (its best checkpoint is used).
+    block: users scored at once.
+    weights: the grid of `markov` weights.
+
+  Returns:
+    `{"weight": w chosen on validation N@10 (all items; ties to the
+    smaller w), "markov/decay": markov's own validation choice, "step":
+    the checkpoint's step, "validation" / "test" / "test_excl": {w:
+    metrics}}`.
+  """
   import jax  # pylint: disable=g-import-not-at-top
 
   from recjax import eval_items  # pylint: disable=g-import-not-at-top
   from recjax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
   from recjax.models import markov  # pylint: disable=g-import-not-at-top
 
-  item_data, model, params, step = eval_items.load_run(args.model_dir)
+  item_data, model, params, step = eval_items.load_run(model_dir)
   ds = item_data.dataset
   chosen = markov.evaluate(ds)["markov/decay"]
   counts = markov.TransitionModel.fit(
@@ -99,35 +110,51 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
   def lists(split: str, exclude: bool) -> dict[float, np.ndarray]:
     part = item_data.splits[split]
     histories = [part.history(i) for i in range(len(part))]
-    batches = item_data.eval_batches(split)
     model_rows = []
-    for batch in batches:  # One pass, the last batch padded and masked.
+    for batch in item_data.eval_batches(split):  # Last batch masked.
       s = np.asarray(score_fn(params, {"input_items":
                                        batch["input_items"]}))
       model_rows.append(s[np.asarray(batch["mask"], bool)])
     scores = np.concatenate(model_rows)
-    out: dict[float, list[np.ndarray]] = {w: [] for w in WEIGHTS}
-    for start in range(0, len(part), args.block):
-      stop = min(start + args.block, len(part))
+    out: dict[float, list[np.ndarray]] = {w: [] for w in weights}
+    for start in range(0, len(part), block):
+      stop = min(start + block, len(part))
       got = mixed_lists(scores[start:stop],
-                        counts.scores(histories[start:stop]), WEIGHTS,
+                        counts.scores(histories[start:stop]), weights,
                         histories[start:stop] if exclude else None)
       for w, v in got.items():
         out[w].append(v)
     return {w: np.concatenate(v) for w, v in out.items()}
 
-  def ndcg(split: str, exclude: bool) -> dict[float, dict[str, float]]:
+  def evaluate(split: str, exclude: bool) -> dict[float, dict[str, float]]:
     targets = item_data.splits[split].targets
-    return {w: metrics_lib.ranking_metrics(v, targets,
-                                           num_items=ds.num_items)
-            for w, v in lists(split, exclude).items()}
+    return {w: {k: float(v) for k, v in metrics_lib.ranking_metrics(
+        ranked, targets, num_items=ds.num_items).items()}
+            for w, ranked in lists(split, exclude).items()}
 
-  val = ndcg("validation", False)
-  best = max(WEIGHTS, key=lambda w: (val[w]["ndcg@10"], -w))
-  test, test_excl = ndcg("test", False), ndcg("test", True)
+  val = evaluate("validation", False)
+  best = max(weights, key=lambda w: (val[w]["ndcg@10"], -w))
+  return {"weight": float(best), "markov/decay": float(chosen),
+          "step": int(step), "validation": val,
+          "test": evaluate("test", False),
+          "test_excl": evaluate("test", True)}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model_dir", required=True)
+  parser.add_argument("--block", type=int, default=1024,
+                      help="users scored at once")
+  parser.add_argument("--json", action="store_true")
+  args = parser.parse_args(argv)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  res = evaluate_mix(args.model_dir, args.block)
+  best, val = res["weight"], res["validation"]
+  test, test_excl = res["test"], res["test_excl"]
   rows = {"model": 0.0, f"mix (w={best:g}, chosen on validation)": best,
           "markov": 1.0}
-  print(f"{args.model_dir} (step {step}), markov decay {chosen:g}")
+  print(f"{args.model_dir} (step {res['step']}), markov decay "
+        f"{res['markov/decay']:g}")
   print("| | val N@10 | R@10 | N@10 | excl R@10 | excl N@10 |")
   print("|---|---|---|---|---|---|")
   for name, w in rows.items():
@@ -137,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
           f"{test_excl[w]['ndcg@10']:.4f} |")
   print("validation N@10 by w: " + ", ".join(
       f"{w:g}: {val[w]['ndcg@10']:.4f}" for w in WEIGHTS))
-  result = {"weight": best, "markov/decay": chosen,
+  result = {"weight": best, "markov/decay": res["markov/decay"],
             **{f"test/{k}": v for k, v in test[best].items()},
             **{f"test_excl/{k}": v for k, v in test_excl[best].items()}}
   if args.json:

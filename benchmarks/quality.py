@@ -37,13 +37,18 @@ their own run directories, and never overwrite each other.
       [--methods popularity,sasrec,tiger,...] [--seeds 0,1,2]
       [--data NAME=PATH|NAME=SOURCE ...] [--variant KEY=VALUE ...]
       [--schedule cpu|cpu_long|cpu_xl|full|device] [--json] [--record NOTE]
-      [--pretrain_data Beauty,Yelp]
+      [--pretrain_data Beauty,Yelp] [--markov_mix]
   .venv/bin/python benchmarks/quality.py --from_records   # recorded rows
 
 Transfer methods (`vqrec_transfer`, `vqrec_zeroshot`) first pre-train
 once (seed 0) on the `--pretrain_data` sets merged into one data set
 (`recjax.datasets.merge`), cached in `<cache>/<A+B>/`; the target must not
 be among them. Their rows carry `pretrain` (the sources).
+
+`--markov_mix` adds, for every item-level cell, a row of the same run mixed
+with the transition baseline (`benchmarks/markov_mix.py`: markov's weight
+chosen on validation; variant `mix=markov`, columns `mix/weight` and
+`markov/decay`).
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ SOURCES = {"ML-100K": "movielens_100k"}
 # seeds run in different sessions (`--from_records`).
 RECORDS = REPO / "benchmarks" / "results" / "quality.jsonl"
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+# `--markov_mix`'s result in a run directory.
+MIX_FILE = "markov_mix.json"
 SCHEDULES = registry.SCHEDULES + ("device",)
 # Generative step budgets of the CPU schedules on data sets other than
 # Office, whose budgets the schedule files hold: (TRAIN_STEPS, EVAL_PERIOD,
@@ -186,6 +193,47 @@ class Bench:
                 and k.split("/")[-1] in METRICS + ["num_examples"]})
     return row
 
+  def mix_row(self, data: pipeline.DataSource, method: str, seed: int,
+              row: Mapping[str, Any]) -> dict[str, Any]:
+    """`row`'s item-level run mixed with `markov` (`--markov_mix`).
+
+    `benchmarks/markov_mix.py` on the cell's run (best checkpoint): the
+    weight of `markov`'s next-item distribution is chosen on validation
+    N@10 from {0, .1, ..., 1}; computed once, cached in the run directory.
+
+    Args:
+      data: the data set.
+      method: an item-level method.
+      seed: the seed.
+      row: the cell's own row (`cell`).
+
+    Returns:
+      A row of the same cell whose variant adds `mix=markov`, with the
+      chosen `mix/weight` and `markov/decay`.
+    """
+    run = self.run_dir(data, method, seed)
+    cached = run / MIX_FILE
+    if cached.exists():
+      res = json.loads(cached.read_text())
+    else:
+      full = _markov_mix().evaluate_mix(str(run))
+      w = full["weight"]
+      res = {"weight": w, "markov/decay": full["markov/decay"],
+             "step": full["step"], "test": full["test"][w],
+             "test_excl": full["test_excl"][w]}
+      tmp = cached.with_suffix(".tmp")
+      tmp.write_text(json.dumps(res, indent=1, sort_keys=True))
+      os.replace(tmp, cached)
+    out = {k: row[k] for k in ("dataset", "method", "seed", "schedule",
+                               "train_seconds", "pretrain") if k in row}
+    out["variant"] = {**(row.get("variant") or {}), "mix": "markov"}
+    for prefix in ("test", "test_excl"):
+      for m in METRICS:
+        out[f"{prefix}/{m}"] = float(res[prefix][m])
+    out["mix/weight"] = float(res["weight"])
+    out["markov/decay"] = float(res["markov/decay"])
+    return out
+
   def bundle(self, data: pipeline.DataSource, method: str, seed: int,
              out_dir: pathlib.Path) -> tuple[pathlib.Path, list[str]]:
     """A generative cell packed for `benchmarks/device_quality.py`."""
@@ -201,6 +249,16 @@ class Bench:
           "dataset": data.name, "method": method, "seed": seed,
           "gin_files": gin_files})
     return out, gin_files
+
+
+def _markov_mix() -> Any:
+  """`benchmarks/markov_mix.py` as a module."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      "bench_markov_mix", REPO / "benchmarks" / "markov_mix.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def _record_key(row: dict[str, Any]) -> tuple[str, str, str, int, str]:
@@ -392,6 +450,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                       "variant (record key)")
   parser.add_argument("--json", action="store_true",
                       help="one JSON object per (dataset, method, seed)")
+  parser.add_argument("--markov_mix", action="store_true",
+                      help="also a row per item-level cell mixed with "
+                      "markov (benchmarks/markov_mix.py; variant "
+                      "mix=markov)")
   parser.add_argument("--record", default=None, metavar="NOTE",
                       help="add the finished rows, with NOTE (machine, "
                       f"date), to --records ({RECORDS.relative_to(REPO)})")
@@ -459,14 +521,20 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
       for seed in (seeds[:1] if registry.get_method(method).kind ==
                    registry.COUNT else seeds):
         row = bench.cell(data, method, seed)
-        rows.append(row)
-        if args.json:
-          print(json.dumps(row), flush=True)
-        else:
-          print(f"[{data.name}] {method} seed {seed}: "
-                + ", ".join(f"{m} {row['test/' + m]:.4f}" for m in METRICS)
-                + f" ({row['train_seconds']:.0f}s)", file=sys.stderr,
-                flush=True)
+        cell_rows = [row]
+        if (args.markov_mix and registry.get_method(method).kind ==
+            registry.ITEM):
+          cell_rows.append(bench.mix_row(data, method, seed, row))
+        for row in cell_rows:
+          rows.append(row)
+          if args.json:
+            print(json.dumps(row), flush=True)
+          else:
+            print(f"[{data.name}] {_label(method, row.get('variant'))} "
+                  f"seed {seed}: " + ", ".join(
+                      f"{m} {row['test/' + m]:.4f}" for m in METRICS)
+                  + f" ({row['train_seconds']:.0f}s)", file=sys.stderr,
+                  flush=True)
   if not args.json:
     print(table(rows))
   if args.record:

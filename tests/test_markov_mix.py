@@ -1,7 +1,12 @@
 """Tests for benchmarks/markov_mix.py: the mixture's rankings."""
 
 import bench_scripts
+import gin
 import numpy as np
+import pytest
+import tiny_item_runs
+
+from recjax import gin_utils
 
 mix = bench_scripts.load("markov_mix")
 
@@ -22,3 +27,54 @@ def test_the_end_weights_are_each_part_and_exclusion_holds():
   for r in range(4):
     assert exclude[r][0] not in again[r]
     np.testing.assert_array_equal(again[r][:4], out[0.5][r, 1:])
+
+
+SYNTH = {"num_users": 60, "num_items": 25, "num_clusters": 3, "seed": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  """A tiny SASRec run trained for 20 steps."""
+  root = tmp_path_factory.mktemp("markov_mix")
+  gin_file = tiny_item_runs.sasrec_gin(root, SYNTH, "EVAL_BATCH_SIZE = 16\n")
+  model_dir = root / "run"
+  gin.clear_config()
+  gin_utils.parse_gin(["runs/train_items.gin", str(gin_file)],
+                      [f"MODEL_DIR = {str(model_dir)!r}"], finalize=False)
+  trained = gin.get_configurable("recjax.train_items.train_items")()
+  gin.clear_config()
+  return model_dir, trained
+
+
+def test_weight_zero_is_the_runs_own_evaluation(tiny_run):
+  model_dir, trained = tiny_run
+  res = mix.evaluate_mix(str(model_dir), block=7)
+  assert res["step"] == trained["best_step"]
+  for prefix in ("test", "test_excl"):
+    for k in ("recall@5", "ndcg@5", "recall@10", "ndcg@10"):
+      assert res[prefix][0.0][k] == pytest.approx(
+          trained[f"{prefix}/{k}"], abs=1e-6), (prefix, k)
+  val = res["validation"]
+  assert res["weight"] in mix.WEIGHTS
+  assert val[res["weight"]]["ndcg@10"] == max(v["ndcg@10"]
+                                               for v in val.values())
+
+
+def test_benchmark_row_of_the_mix_is_cached_in_the_run(tiny_run, tmp_path,
+                                                       monkeypatch):
+  model_dir, _ = tiny_run
+  quality = bench_scripts.load("quality")
+  bench = quality.Bench(tmp_path / "cache", "cpu")
+  monkeypatch.setattr(bench, "run_dir", lambda *args: model_dir)
+  base = {"dataset": "Synth", "method": "sasrec", "seed": 0,
+          "schedule": "cpu", "train_seconds": 1.0,
+          "variant": {"max_length": "8"}}
+  row = bench.mix_row(None, "sasrec", 0, base)
+  want = mix.evaluate_mix(str(model_dir))
+  assert row["variant"] == {"max_length": "8", "mix": "markov"}
+  assert row["mix/weight"] == want["weight"]
+  assert row["test/ndcg@10"] == want["test"][want["weight"]]["ndcg@10"]
+  assert (model_dir / quality.MIX_FILE).exists()
+  assert bench.mix_row(None, "sasrec", 0, base) == row  # From the cache.
+  assert quality._label("sasrec", row["variant"]) == (  # pylint: disable=protected-access
+      "sasrec [max_length=8, mix=markov]")
