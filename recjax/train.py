@@ -88,11 +88,16 @@ def train(*, model_dir: str,
     The final train state.
 
   Raises:
-    ConfigError: `max_eval_examples` < 1.
+    ConfigError: `max_eval_examples` < 1, or `num_train_epochs` set.
   """
   if max_eval_examples is not None and max_eval_examples < 1:
     raise ConfigError(f"max_eval_examples must be >= 1 or None, got "
                       f"{max_eval_examples}.")
+  if trainer_config.num_train_epochs:
+    raise ConfigError(
+        f"TrainerConfig.num_train_epochs={trainer_config.num_train_epochs}:"
+        " generative runs count steps (their SeqIO inputs repeat without "
+        "epochs); set num_train_steps instead.")
   eval_config = eval_config or evaluation.EvalConfig()
   partitioning.initialize_distributed(
       distributed or partitioning.DistributedConfig())

@@ -148,10 +148,13 @@ def build(data: ItemDataConfig, model_fn: ModelFn,
 def _resolve_epoch_periods(config: trainer_lib.TrainerConfig,
                            batches_per_epoch: int
                            ) -> trainer_lib.TrainerConfig:
-  """Replaces `EVERY_EPOCH` periods by the number of batches per epoch."""
+  """Replaces `EVERY_EPOCH` periods and `num_train_epochs` by steps."""
   changes = {name: batches_per_epoch
              for name in ("eval_period", "checkpoint_period")
              if getattr(config, name) == EVERY_EPOCH}
+  if config.num_train_epochs:
+    changes.update(num_train_steps=config.num_train_epochs *
+                   batches_per_epoch, num_train_epochs=0)
   for name in ("eval_period", "checkpoint_period"):
     if getattr(config, name) < 0 and name not in changes:
       raise ConfigError(f"TrainerConfig.{name}={getattr(config, name)}: use "
@@ -206,7 +209,17 @@ def train_items(model_dir: str,
   item_data, item_embeddings, model = build(data, model_fn, embeddings_dir)
   ds = item_data.dataset
   source = item_data.train_batches(trainer_config.batch_size)
+  epochs = trainer_config.num_train_epochs
   trainer_config = _resolve_epoch_periods(trainer_config, source.num_batches)
+  warmup = optimizer.schedule.warmup_steps
+  if (epochs and optimizer.schedule.kind in ("cosine", "linear")
+      and not optimizer.schedule.decay_steps
+      and trainer_config.num_train_steps <= warmup):
+    raise ConfigError(
+        f"num_train_epochs={epochs} is {trainer_config.num_train_steps} "
+        f"steps on {ds.name} ({source.num_batches} batches per epoch), not "
+        f"more than the {warmup} warm-up steps; lower WARMUP_STEPS or "
+        "raise TRAIN_EPOCHS.")
   print(f"train_items: {ds.name}: {ds.num_users:,} users, "
         f"{ds.num_items:,} items; {source.num_examples:,} "
         f"{data.train_mode} examples, {source.num_batches:,} batches/epoch "

@@ -72,6 +72,11 @@ class TrainerConfig:
 
   Attributes:
     num_train_steps: total steps of the run.
+    num_train_epochs: item-level runs only: when > 0, the run lasts this
+      many passes over the training batches (`recjax.train_items` sets
+      `num_train_steps` from the data; the learning-rate schedule follows),
+      so one schedule means the same on every data set. Leave
+      `num_train_steps` at 0 then.
     batch_size: global batch size (all processes together).
     num_microbatches: gradient-accumulation microbatches per step.
     seed: parameter-init and dropout seed.
@@ -92,6 +97,7 @@ class TrainerConfig:
   """
 
   num_train_steps: int = 1000
+  num_train_epochs: int = 0
   batch_size: int = 256
   num_microbatches: int = 1
   seed: int = 0
@@ -107,6 +113,14 @@ class TrainerConfig:
   def __post_init__(self):
     if self.num_train_steps < 0 or self.batch_size < 1:
       raise ConfigError("num_train_steps must be >= 0 and batch_size >= 1.")
+    if self.num_train_epochs < 0:
+      raise ConfigError(f"num_train_epochs={self.num_train_epochs} must be "
+                        ">= 0 (0 = num_train_steps sets the length).")
+    if self.num_train_epochs and self.num_train_steps:
+      raise ConfigError(
+          f"num_train_steps={self.num_train_steps} and num_train_epochs="
+          f"{self.num_train_epochs} are both set; set one and leave the "
+          "other at 0 (gin: TRAIN_STEPS = 0 or TRAIN_EPOCHS = 0).")
     if self.max_train_seconds < 0:
       raise ConfigError(f"max_train_seconds must be >= 0 (0 = no limit), "
                         f"got {self.max_train_seconds}.")

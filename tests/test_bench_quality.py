@@ -100,6 +100,8 @@ def _effective(monkeypatch, tmp_path, method, name, schedule):
                       lambda *a, **k: "tiger_movielens_100k")
   monkeypatch.setattr(pipeline.Workspace, "embeddings",
                       lambda *a, **k: tmp_path / "emb")
+  monkeypatch.setattr(pipeline.Workspace, "semantic_ids",
+                      lambda *a, **k: tmp_path / "codes")
   bench = quality.Bench(tmp_path, schedule)
   data = pipeline.DataSource(name, "amazon_lcrec",
                              {"data_dir": str(tmp_path), "category": name})
@@ -151,7 +153,7 @@ def test_recipes_take_effect(tmp_path, monkeypatch, clean_gin):
     ("lite", "cpu", (600, 100, 3)), ("lite", "cpu_long", (3000, 100, 5)),
     ("lite", "cpu_xl", (3000, 100, 5)), ("learn", "cpu_long", (6000, 100, 5)),
     ("sasrec", "cpu_long", (4000, 100, 10)),
-    ("sasrec_recbole", "cpu", (5400, -1, 10))])
+    ("sasrec_recbole", "cpu", (5400, -1, 10)), ("rpg", "cpu", (0, -1, 10))])
 def test_item_schedules_take_effect(method, schedule, budget, tmp_path,
                                     monkeypatch, clean_gin):
   q = _effective(monkeypatch, tmp_path, method, "Office", schedule)
@@ -159,6 +161,10 @@ def test_item_schedules_take_effect(method, schedule, budget, tmp_path,
   if method == "sasrec_recbole":
     assert q("recjax.models.sasrec.SASRecConfig.norm") == "post"
     assert q("%TRAIN_MODE") == "prefixes" and q("%BATCH_SIZE") == 2048
+  if method == "rpg":  # 150 epochs whatever the data set's size.
+    assert q("%TRAIN_EPOCHS") == 150
+    assert str(q("recjax.trainer.TrainerConfig.num_train_epochs")) == (
+        "%TRAIN_EPOCHS")
 
 
 def test_run_dir_layout(tmp_path):

@@ -114,7 +114,9 @@ def test_every_binding_of_an_experiment_is_read(experiment, tiny_task,
 
 
 def _item_bindings(spec, embeddings, codes):
-  out = DATA_BINDINGS + [f"EMBEDDINGS_DIR = {embeddings!r}"]
+  # No warm-up: a schedule in epochs is a few steps on the tiny data.
+  out = DATA_BINDINGS + [f"EMBEDDINGS_DIR = {embeddings!r}",
+                         "WARMUP_STEPS = 0"]
   if registry.SEMANTIC_IDS in spec.all_needs:
     out.append(f"CODES_DIR = {codes!r}")
   return out

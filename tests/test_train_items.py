@@ -104,6 +104,32 @@ def test_recbole_recipe_validates_every_epoch(gin_file, tmp_path):
         trainer_config=TrainerConfig(batch_size=16, eval_period=-2))
 
 
+def test_epochs_set_the_number_of_steps(gin_file, tmp_path):
+  # TRAIN_EPOCHS = 2 over 60 users' prefixes in batches of 64: the run
+  # lasts two epochs, validated after each (one schedule on any data set).
+  out = _run(gin_file, tmp_path / "e", EVAL_PERIOD=-1, TRAIN_MODE="prefixes",
+             BATCH_SIZE=64, TRAIN_STEPS=0,
+             **{"recjax.trainer.TrainerConfig.num_train_epochs": 2})
+  per_epoch = int(out["num_train_examples"]) // 64
+  history = [json.loads(line) for line in
+             (tmp_path / "e" / "history.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in history if "validation/ndcg@10" in r] == [
+      per_epoch, 2 * per_epoch]
+  with pytest.raises(ConfigError, match=r"num_train_steps=5 and "
+                     r"num_train_epochs=2 are both set; set one and leave "
+                     r"the other at 0 \(gin: TRAIN_STEPS = 0 or "
+                     r"TRAIN_EPOCHS = 0\)\."):
+    TrainerConfig(num_train_steps=5, num_train_epochs=2)
+  with pytest.raises(ConfigError, match=r"num_train_epochs=2 is \d+ steps "
+                     r"on synthetic_s0 \(\d+ batches per epoch\), not more "
+                     r"than the 500 warm-up steps; lower WARMUP_STEPS or "
+                     r"raise TRAIN_EPOCHS\."):
+    _run(gin_file, tmp_path / "w", EVAL_PERIOD=-1, TRAIN_MODE="prefixes",
+         BATCH_SIZE=64, TRAIN_STEPS=0, SCHEDULE="cosine", WARMUP_STEPS=500,
+         **{"recjax.trainer.TrainerConfig.num_train_epochs": 2})
+  assert not (tmp_path / "w").exists()
+
+
 def _embed_dir(root: pathlib.Path, rows: int) -> pathlib.Path:
   out = root / f"emb{rows}"
   out.mkdir()
