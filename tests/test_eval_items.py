@@ -22,16 +22,8 @@ SYNTH = {"num_users": 50, "num_items": 25, "num_clusters": 3, "seed": 1}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   """A tiny SASRec trained for 20 steps, and its gin file."""
-  root = tmp_path_factory.mktemp("eval_items")
-  gin_file = tiny_item_runs.sasrec_gin(root, SYNTH,
-                                       "EVAL_BATCH_SIZE = 16\n")
-  model_dir = root / "run"
-  gin.clear_config()
-  gin_utils.parse_gin(["runs/train_items.gin", str(gin_file)],
-                      [f"MODEL_DIR = {str(model_dir)!r}"], finalize=False)
-  trained_metrics = gin.get_configurable("recjax.train_items.train_items")()
-  gin.clear_config()
-  return gin_file, model_dir, trained_metrics
+  return tiny_item_runs.train_sasrec(tmp_path_factory.mktemp("eval_items"),
+                                     SYNTH, "EVAL_BATCH_SIZE = 16\n")
 
 
 def _evaluate(gin_file, model_dir, **bindings):

@@ -1,12 +1,9 @@
 """Tests for benchmarks/markov_mix.py: the mixture's rankings."""
 
 import bench_scripts
-import gin
 import numpy as np
 import pytest
 import tiny_item_runs
-
-from recjax import gin_utils
 
 mix = bench_scripts.load("markov_mix")
 
@@ -35,14 +32,8 @@ SYNTH = {"num_users": 60, "num_items": 25, "num_clusters": 3, "seed": 2}
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
   """A tiny SASRec run trained for 20 steps."""
-  root = tmp_path_factory.mktemp("markov_mix")
-  gin_file = tiny_item_runs.sasrec_gin(root, SYNTH, "EVAL_BATCH_SIZE = 16\n")
-  model_dir = root / "run"
-  gin.clear_config()
-  gin_utils.parse_gin(["runs/train_items.gin", str(gin_file)],
-                      [f"MODEL_DIR = {str(model_dir)!r}"], finalize=False)
-  trained = gin.get_configurable("recjax.train_items.train_items")()
-  gin.clear_config()
+  _, model_dir, trained = tiny_item_runs.train_sasrec(
+      tmp_path_factory.mktemp("markov_mix"), SYNTH, "EVAL_BATCH_SIZE = 16\n")
   return model_dir, trained
 
 

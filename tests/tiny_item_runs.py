@@ -33,3 +33,25 @@ def sasrec_gin(root: pathlib.Path, synth: dict, extra: str = ""
       recjax.trainer.TrainerConfig.async_checkpoints = False
       """) + textwrap.dedent(extra))
   return path
+
+
+def train_sasrec(root: pathlib.Path, synth: dict, extra: str = ""
+                 ) -> tuple[pathlib.Path, pathlib.Path, dict]:
+  """Trains `sasrec_gin(root, synth, extra)` into `root/run`.
+
+  Returns:
+    `(gin_file, model_dir, the run's metrics)`.
+  """
+  import gin  # pylint: disable=g-import-not-at-top
+
+  from recjax import gin_utils  # pylint: disable=g-import-not-at-top
+  gin_file = sasrec_gin(root, synth, extra)
+  model_dir = root / "run"
+  gin.clear_config()
+  try:
+    gin_utils.parse_gin(["runs/train_items.gin", str(gin_file)],
+                        [f"MODEL_DIR = {str(model_dir)!r}"], finalize=False)
+    metrics = gin.get_configurable("recjax.train_items.train_items")()
+  finally:
+    gin.clear_config()
+  return gin_file, model_dir, metrics
