@@ -342,7 +342,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     return (datasets_seen.index(name),
             methods.index(method) if method in methods else len(methods),
             SCHEDULES.index(sched) if sched in SCHEDULES else -1,
-            method + variant)
+            method + ("" if variant == "{}" else variant))
 
   for key, rs in sorted(groups.items(), key=lambda kv: order(kv[0])):
     name, method, sched, _ = key

@@ -228,6 +228,15 @@ def test_variants_are_separate_cells_and_extra_metrics_print(tmp_path):
   assert sum("*RecBole 1.2.1 SASRec*" in line for line in text) == 1
 
 
+def test_plain_row_and_its_anchor_come_before_its_variants():
+  mixed = dict(_row("Office", "sasrec_recbole", "cpu", value=0.3),
+               variant={"mix": "markov"})
+  text = quality.table([mixed, _row("Office", "sasrec_recbole", "cpu")])
+  lines = [line.split(" | ")[1] for line in text.splitlines()[2:]]
+  assert lines == ["sasrec_recbole", "*RecBole 1.2.1 SASRec*",
+                   "sasrec_recbole [mix=markov]"]
+
+
 def test_markov_cell_is_the_library_protocol(tmp_path):
   folder = tmp_path / "ring"
   folder.mkdir()
