@@ -32,6 +32,10 @@ class ScheduleConfig:
     kind: 'constant', 'rsqrt', 'cosine' or 'linear'.
     learning_rate: peak learning rate.
     warmup_steps: warm-up (or, for 'rsqrt', constant) steps.
+    warmup_epochs: item-level runs only: when > 0, the warm-up lasts this
+      many passes over the training batches (`recjax.train_items` sets
+      `warmup_steps` from the data), so one schedule means the same on
+      every data set. Leave `warmup_steps` at 0 then.
     decay_steps: end of the decay for 'cosine'/'linear'; None = total steps.
     end_factor: final learning rate as a fraction of the peak.
   """
@@ -39,11 +43,35 @@ class ScheduleConfig:
   kind: str = "cosine"
   learning_rate: float = 1e-3
   warmup_steps: int = 0
+  warmup_epochs: int = 0
   decay_steps: int | None = None
   end_factor: float = 0.0
 
+  def __post_init__(self):
+    if self.warmup_epochs < 0:
+      raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be >= 0 "
+                        "(0 = warmup_steps sets the warm-up).")
+    if self.warmup_epochs and self.warmup_steps:
+      raise ConfigError(
+          f"warmup_steps={self.warmup_steps} and warmup_epochs="
+          f"{self.warmup_epochs} are both set; set one and leave the other "
+          "at 0 (gin: WARMUP_STEPS = 0 or WARMUP_EPOCHS = 0).")
+
+  def in_steps(self, batches_per_epoch: int) -> ScheduleConfig:
+    """This schedule with `warmup_epochs` turned into `warmup_steps`."""
+    if not self.warmup_epochs:
+      return self
+    return dataclasses.replace(
+        self, warmup_steps=self.warmup_epochs * batches_per_epoch,
+        warmup_epochs=0)
+
   def build(self, total_steps: int) -> optax.Schedule:
     """Returns the optax schedule for a run of `total_steps`."""
+    if self.warmup_epochs:
+      raise ConfigError(
+          f"ScheduleConfig.warmup_epochs={self.warmup_epochs} is resolved by "
+          "item-level training (recjax.train_items); generative runs count "
+          "steps: set warmup_steps instead.")
     lr, warm = self.learning_rate, max(int(self.warmup_steps), 0)
     if self.kind == "constant":
       return optax.constant_schedule(lr)

@@ -209,17 +209,19 @@ def train_items(model_dir: str,
   item_data, item_embeddings, model = build(data, model_fn, embeddings_dir)
   ds = item_data.dataset
   source = item_data.train_batches(trainer_config.batch_size)
-  epochs = trainer_config.num_train_epochs
+  in_epochs = bool(trainer_config.num_train_epochs or
+                  optimizer.schedule.warmup_epochs)
   trainer_config = _resolve_epoch_periods(trainer_config, source.num_batches)
-  warmup = optimizer.schedule.warmup_steps
-  if (epochs and optimizer.schedule.kind in ("cosine", "linear")
-      and not optimizer.schedule.decay_steps
-      and trainer_config.num_train_steps <= warmup):
+  optimizer = dataclasses.replace(
+      optimizer, schedule=optimizer.schedule.in_steps(source.num_batches))
+  schedule, steps = optimizer.schedule, trainer_config.num_train_steps
+  if (in_epochs and schedule.kind in ("cosine", "linear")
+      and not schedule.decay_steps and steps <= schedule.warmup_steps):
     raise ConfigError(
-        f"num_train_epochs={epochs} is {trainer_config.num_train_steps} "
-        f"steps on {ds.name} ({source.num_batches} batches per epoch), not "
-        f"more than the {warmup} warm-up steps; lower WARMUP_STEPS or "
-        "raise TRAIN_EPOCHS.")
+        f"the run's {steps} steps ({source.num_batches} batches per epoch on "
+        f"{ds.name}) do not exceed its {schedule.warmup_steps} warm-up "
+        "steps; shorten the warm-up (WARMUP_EPOCHS / WARMUP_STEPS) or "
+        "lengthen the run (TRAIN_EPOCHS / TRAIN_STEPS).")
   print(f"train_items: {ds.name}: {ds.num_users:,} users, "
         f"{ds.num_items:,} items; {source.num_examples:,} "
         f"{data.train_mode} examples, {source.num_batches:,} batches/epoch "

@@ -162,7 +162,9 @@ def test_item_schedules_take_effect(method, schedule, budget, tmp_path,
     assert q("recjax.models.sasrec.SASRecConfig.norm") == "post"
     assert q("%TRAIN_MODE") == "prefixes" and q("%BATCH_SIZE") == 2048
   if method == "rpg":  # 150 epochs whatever the data set's size.
-    assert q("%TRAIN_EPOCHS") == 150
+    assert q("%TRAIN_EPOCHS") == 150 and q("%WARMUP_EPOCHS") == 10
+    assert str(q("recjax.optimizers.ScheduleConfig.warmup_epochs")) == (
+        "%WARMUP_EPOCHS")
     assert str(q("recjax.trainer.TrainerConfig.num_train_epochs")) == (
         "%TRAIN_EPOCHS")
 

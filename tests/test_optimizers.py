@@ -52,6 +52,26 @@ def test_cosine_without_warmup_starts_at_peak():
   assert float(sched(100)) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_warmup_in_epochs_becomes_steps_of_the_data_set():
+  config = optimizers.ScheduleConfig("cosine", 1.0, warmup_epochs=2)
+  resolved = config.in_steps(7)  # 7 batches per epoch: 14 warm-up steps.
+  assert (resolved.warmup_steps, resolved.warmup_epochs) == (14, 0)
+  schedule = resolved.build(100)
+  assert float(schedule(7)) == pytest.approx(0.5)
+  assert float(schedule(14)) == pytest.approx(1.0)
+  assert optimizers.ScheduleConfig("cosine", 1.0, 5).in_steps(7).warmup_steps \
+      == 5
+  with pytest.raises(ConfigError, match=r"ScheduleConfig\.warmup_epochs=2 is "
+                     r"resolved by item-level training \(recjax\.train_items"
+                     r"\); generative runs count steps: set warmup_steps "
+                     r"instead\."):
+    config.build(100)
+  with pytest.raises(ConfigError, match=r"warmup_steps=5 and warmup_epochs=2 "
+                     r"are both set; set one and leave the other at 0 \(gin: "
+                     r"WARMUP_STEPS = 0 or WARMUP_EPOCHS = 0\)\."):
+    optimizers.ScheduleConfig("cosine", 1.0, 5, warmup_epochs=2)
+
+
 def test_decay_steps_overrides_total_steps():
   sched = Schedule("cosine", 1.0, decay_steps=50).build(1_000)
   assert float(sched(50)) == pytest.approx(0.0, abs=1e-6)

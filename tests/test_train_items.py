@@ -120,13 +120,15 @@ def test_epochs_set_the_number_of_steps(gin_file, tmp_path):
                      r"the other at 0 \(gin: TRAIN_STEPS = 0 or "
                      r"TRAIN_EPOCHS = 0\)\."):
     TrainerConfig(num_train_steps=5, num_train_epochs=2)
-  with pytest.raises(ConfigError, match=r"num_train_epochs=2 is \d+ steps "
-                     r"on synthetic_s0 \(\d+ batches per epoch\), not more "
-                     r"than the 500 warm-up steps; lower WARMUP_STEPS or "
-                     r"raise TRAIN_EPOCHS\."):
+  with pytest.raises(ConfigError, match=r"the run's 20 steps \(10 batches "
+                     r"per epoch on synthetic_s0\) do not exceed its 30 "
+                     r"warm-up steps; shorten the warm-up \(WARMUP_EPOCHS / "
+                     r"WARMUP_STEPS\) or lengthen the run \(TRAIN_EPOCHS / "
+                     r"TRAIN_STEPS\)\."):
     _run(gin_file, tmp_path / "w", EVAL_PERIOD=-1, TRAIN_MODE="prefixes",
-         BATCH_SIZE=64, TRAIN_STEPS=0, SCHEDULE="cosine", WARMUP_STEPS=500,
-         **{"recjax.trainer.TrainerConfig.num_train_epochs": 2})
+         BATCH_SIZE=64, TRAIN_STEPS=0, SCHEDULE="cosine", **{
+             "recjax.trainer.TrainerConfig.num_train_epochs": 2,
+             "recjax.optimizers.ScheduleConfig.warmup_epochs": 3})
   assert not (tmp_path / "w").exists()
 
 
