@@ -16,6 +16,8 @@ directory (the best checkpoint) and the same splits:
 RUN is any item-level run (`rpg`, `sasrec_recbole`, `vqrec`, ...), e.g.
 `<cache>/Office/rpg-cpu/seed0` of `benchmarks/quality.py`. `markov`'s
 history decay is its own validation choice (`recjax.models.markov`).
+`benchmarks/quality.py --markov_mix` records the chosen mixture of every
+item-level cell as a row of its own (`evaluate_mix`).
 """
 
 from __future__ import annotations
