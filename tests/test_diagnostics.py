@@ -55,3 +55,48 @@ def test_report_and_plot(tmp_path):
   assert "collision rate before de-dup: 33.33%" in dg.format_report(rep)
   dg.plot_usage(CODES, (4, 4), tmp_path / "u.png")
   assert (tmp_path / "u.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _brute_ndcg(codes, pairs, k, rng, draws=4000):
+  """Expected NDCG under random tie-breaking, by sampling tie orders."""
+  total = 0.0
+  for a, b in pairs:
+    shared = (codes == codes[a]).sum(1).astype(float)
+    shared[a] = -1.0
+    hits = 0.0
+    for _ in range(draws):
+      order = np.lexsort((rng.random(len(codes)), -shared))
+      rank = int(np.flatnonzero(order == b)[0])
+      hits += 1.0 / math.log2(rank + 2) if rank < k else 0.0
+    total += hits / draws
+  return total / len(pairs)
+
+
+def test_shared_code_ndcg_by_hand():
+  codes = np.array([[0, 0], [0, 1], [1, 1], [2, 2], [0, 0]])
+  # History [.., a=0, b=4, c]: item 4 shares both codes with 0, so rank 0.
+  out = dg.shared_code_ndcg(codes, [np.array([3, 0, 4, 2])], k=10)
+  assert out == {"ndcg": 1.0, "k": 10, "num_users": 1}
+  # a=3 shares nothing with 1, 2 and 4 (and 0): b=1 ties with 3 others,
+  # expected rank 1.5.
+  out = dg.shared_code_ndcg(codes, [np.array([3, 1, 0]), np.array([5])])
+  np.testing.assert_allclose(out["ndcg"], 1 / math.log2(3.5))
+  assert out["num_users"] == 1
+  # Below the cut-off nothing counts.
+  out = dg.shared_code_ndcg(codes, [np.array([3, 1, 0])], k=1)
+  assert out["ndcg"] == 0.0
+
+
+def test_shared_code_ndcg_near_brute_force_and_seeded():
+  rng = np.random.default_rng(0)
+  codes = rng.integers(0, 3, size=(30, 4))
+  seqs = [rng.integers(0, 30, size=rng.integers(1, 7)) for _ in range(40)]
+  pairs = [(s[-3], s[-2]) for s in seqs if len(s) >= 3]
+  got = dg.shared_code_ndcg(codes, seqs, k=5)
+  # The probe ranks ties at their expected position, a close (not exact)
+  # stand-in for the expected NDCG of random tie-breaking.
+  want = _brute_ndcg(codes, pairs, 5, rng, draws=300)
+  assert abs(got["ndcg"] - want) < 0.05, (got, want)
+  a = dg.shared_code_ndcg(codes, seqs, max_users=5, seed=1)
+  b = dg.shared_code_ndcg(codes, seqs, max_users=5, seed=1)
+  assert a == b and a["num_users"] == 5

@@ -10,7 +10,9 @@ sampling), so they can be tested on hand-made cases:
 * `max_prefix_sharing`: the largest number of items sharing each prefix
   length;
 * `first_code_lift`: how much more often items consecutive in users'
-  histories share their first code than interaction-weighted random pairs.
+  histories share their first code than interaction-weighted random pairs;
+* `shared_code_ndcg`: NDCG@k of ranking the catalog by the number of codes
+  each item shares with the last history item (a sample of users, seeded).
 """
 
 from __future__ import annotations
@@ -119,6 +121,54 @@ def first_code_lift(codes: np.ndarray,
           "num_pairs": pairs}
 
 
+def shared_code_ndcg(codes: np.ndarray, sequences: Iterable[np.ndarray],
+                     k: int = 10, max_users: int = 2000,
+                     seed: int = 0,
+                     max_comparisons: int = 1 << 31) -> dict[str, float]:
+  """NDCG@k of a code-overlap ranking of each user's validation item.
+
+  A probe of what the codes alone say about the next item, the signal an
+  item-level model over code embeddings (RPG, VQ-Rec) starts from: for a
+  history `[..., a, b, c]` (leave-one-out: `b` validation, `c` test), every
+  item other than `a` is scored by the number of digits it shares with
+  `a`, and `b`'s rank counts the items scored higher plus half of its
+  ties (the expected rank under random tie-breaking).
+
+  Args:
+    codes: `[num_items, digits]`.
+    sequences: per-user item-index arrays (full histories).
+    k: the cut-off.
+    max_users: users with at least three items, sampled with `seed` when
+      there are more.
+    seed: the sample's seed.
+    max_comparisons: fewer users (at least 100) on catalogs where
+      `max_users` x items x digits would exceed this.
+
+  Returns:
+    `ndcg` (mean over users) and `num_users`.
+  """
+  pairs = np.array([(s[-3], s[-2]) for s in map(np.asarray, sequences)
+                    if len(s) >= 3], np.int64).reshape(-1, 2)
+  codes = np.asarray(codes)
+  size = max(codes.size, 1)
+  max_users = min(max_users, max(100, max_comparisons // size))
+  if len(pairs) > max_users:
+    rng = np.random.default_rng(seed)
+    pairs = pairs[np.sort(rng.choice(len(pairs), max_users, replace=False))]
+  block = max(1, min(128, (1 << 24) // size))
+  gains = []
+  for start in range(0, len(pairs), block):
+    a, b = pairs[start:start + block].T
+    shared = (codes[None] == codes[a][:, None]).sum(-1).astype(np.float64)
+    shared[np.arange(len(a)), a] = -1.0  # The query item is not a candidate.
+    target = shared[np.arange(len(a)), b][:, None]
+    rank = (np.sum(shared > target, 1) +
+            0.5 * (np.sum(shared == target, 1) - 1))
+    gains.append(np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0))
+  ndcg = float(np.concatenate(gains).mean()) if gains else 0.0
+  return {"ndcg": ndcg, "k": k, "num_users": int(len(pairs))}
+
+
 def build_report(codes_before: np.ndarray, codes: np.ndarray,
                  sizes: Sequence[int],
                  sequences: Iterable[np.ndarray] | None = None,
@@ -129,7 +179,8 @@ def build_report(codes_before: np.ndarray, codes: np.ndarray,
     codes_before: quantizer codes before de-duplication.
     codes: final unique codes (possibly with an extra level).
     sizes: codebook sizes of the quantizer levels (of `codes_before`).
-    sequences: user histories for the lift probe (optional).
+    sequences: user histories for the lift and shared-code probes
+      (optional).
     extra: more entries (e.g. reconstruction error, training loss).
 
   Returns:
@@ -152,7 +203,9 @@ def build_report(codes_before: np.ndarray, codes: np.ndarray,
   if codes.shape[1] > codes_before.shape[1]:
     report["collision_level_size"] = int(codes[:, -1].max()) + 1
   if sequences is not None:
+    sequences = list(sequences)
     report["first_code_lift"] = first_code_lift(codes_before, sequences)
+    report["shared_code_ndcg"] = shared_code_ndcg(codes_before, sequences)
   report.update(extra or {})
   return report
 
@@ -180,6 +233,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"{lift['consecutive_same_first_code']:.4f} vs random "
         f"{lift['random_same_first_code']:.4f} = "
         f"{lift['lift']:.2f}x")
+  if "shared_code_ndcg" in report:
+    probe = report["shared_code_ndcg"]
+    lines.append(
+        f"validation NDCG@{probe['k']} by codes shared with the last item: "
+        f"{probe['ndcg']:.4f} ({probe['num_users']} users)")
   return "\n".join(lines)
 
 
