@@ -105,7 +105,9 @@ def run(out_dir: str = "runs/quickstart",
 
   t = _stage(4, total, "train: TIGER encoder-decoder "
              f"({EXPERIMENT})")
-  gin.get_configurable("recjax.train.train")()
+  # Through `recjax.train.run`, as `python -m recjax.train` does, so that
+  # the run's config.gin names its training function and re-runs as is.
+  gin.get_configurable("recjax.train.run")()
   print(f"  done in {time.time() - t:.0f}s; curves: "
         f"{out / 'tiger' / 'curves.png'}")
 
@@ -172,7 +174,7 @@ def train_rpg(out: pathlib.Path, gin_bindings: tuple[str, ...] = ()
   try:
     gin_utils.parse_gin(["runs/train_items.gin", RPG_EXPERIMENT],
                         bindings + list(gin_bindings))
-    results = gin.get_configurable("recjax.train_items.train_items")()
+    results = gin.get_configurable("recjax.train.run")()
   finally:
     gin.clear_config()
   print(f"  done in {time.time() - t:.0f}s")

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import sys
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -252,6 +253,24 @@ def family_of(obj: Any) -> str | None:
   return None
 
 
+_RUN_FN = re.compile(r"^(recjax\.train\.)?run\.fn\s*=", re.MULTILINE)
+
+
+def _with_entry(config: str, entry: str) -> str:
+  """`config` naming its training function for `python -m recjax.train`.
+
+  A run started through `recjax.train.run` has `run.fn` in its operative
+  config; one whose training function was called directly (a script, a
+  notebook) does not, and its `config.gin` would re-run as the generative
+  `train`. The binding is added in that case.
+  """
+  if _RUN_FN.search(config):
+    return config
+  return (config.rstrip("\n") + "\n\n# Added by recjax.run_lib: the training "
+          "function, so that\n# `python -m recjax.train --gin_file=config.gin` "
+          f"re-runs this run.\nrecjax.train.run.fn = @{entry}\n")
+
+
 def describe_run(model_dir: str | os.PathLike[str], *, kind: str,
                  entry: str, model: Any, inputs: Mapping[str, Any]) -> None:
   """Writes `config.gin` and `run.json` into `model_dir` (process 0).
@@ -271,7 +290,8 @@ def describe_run(model_dir: str | os.PathLike[str], *, kind: str,
   from recjax import io_utils  # pylint: disable=g-import-not-at-top
   out = pathlib.Path(model_dir)
   out.mkdir(parents=True, exist_ok=True)
-  io_utils.write_text_atomic(out / CONFIG_FILE, gin.operative_config_str())
+  io_utils.write_text_atomic(out / CONFIG_FILE,
+                             _with_entry(gin.operative_config_str(), entry))
   cls = type(model)
   write_json(out / RUN_FILE, {
       "format": RUN_FORMAT, "kind": kind, "entry": entry,

@@ -122,3 +122,27 @@ def test_gin_main_binds_and_reports_errors(tmp_path, capsys):
     assert "expected --gin.NAME=VALUE" in capsys.readouterr().err
   finally:
     gin.clear_config()
+
+
+def test_config_gin_names_the_training_function(tmp_path):
+  """A run whose training function was called directly still re-runs."""
+  import recjax.train  # pylint: disable=g-import-not-at-top,unused-import
+  import recjax.train_items  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  try:
+    run_lib.describe_run(tmp_path, kind="item",
+                         entry="recjax.train_items.train_items",
+                         model=object(), inputs={})
+    text = (tmp_path / run_lib.CONFIG_FILE).read_text()
+    assert text.rstrip().endswith(
+        "recjax.train.run.fn = @recjax.train_items.train_items")
+    gin.parse_config(text)
+    assert gin.query_parameter("recjax.train.run.fn").selector == (
+        "recjax.train_items.train_items")
+  finally:
+    gin.clear_config()
+  # Started through `recjax.train.run`: the operative binding is kept.
+  bound = "run.fn = @recjax.train_counts.train_counts\n"
+  assert run_lib._with_entry(bound, "recjax.train.train") == bound
+  bound = "recjax.train.run.fn = @train_items\n"
+  assert run_lib._with_entry(bound, "recjax.train.train") == bound
