@@ -17,6 +17,7 @@ from recjax.models.rpg import RPGConfig
 from recjax.models.rpg import catalog_scores
 from recjax.models.rpg import graph as graph_lib
 from recjax.models.rpg import make_rpg
+from recjax.models.rpg.model import RPG
 from recjax.models.rpg.model import candidate_scores
 
 D, M, N = 4, 8, 30
@@ -130,6 +131,22 @@ def test_loss_is_the_mean_code_cross_entropy_over_targets():
                   for t, item in ((3, 1), (4, 2))])
   assert float(loss) == pytest.approx(want, rel=1e-5)
   assert float(metrics["num_tokens"]) == 2
+
+
+def test_digit_major_log_probs_equal_digit_log_probs():
+  """The training loss's digit-major layout holds the same values."""
+  model = _model()
+  params = _params(model)
+  params = dict(params, head_kernel=0.3 * jax.random.normal(
+      jax.random.key(2), params["head_kernel"].shape),
+                head_bias=0.3 * jax.random.normal(
+                    jax.random.key(3), params["head_bias"].shape))
+  hidden = jax.random.normal(jax.random.key(4), (7, model.config.hidden_dim))
+  want = np.asarray(model.digit_log_probs(params, hidden))
+  got = np.asarray(model.module.apply({"params": params}, hidden,
+                                      method=RPG.digit_major_log_probs))
+  np.testing.assert_allclose(got.transpose(1, 0, 2), want, rtol=1e-5,
+                             atol=1e-5)
 
 
 def _graph_setup(seed=0):

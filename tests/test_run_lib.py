@@ -126,8 +126,8 @@ def test_gin_main_binds_and_reports_errors(tmp_path, capsys):
 
 def test_config_gin_names_the_training_function(tmp_path):
   """A run whose training function was called directly still re-runs."""
-  import recjax.train  # pylint: disable=g-import-not-at-top,unused-import
-  import recjax.train_items  # pylint: disable=g-import-not-at-top
+  from recjax import gin_utils  # pylint: disable=g-import-not-at-top
+  gin_utils.register_all()
   gin.clear_config()
   try:
     run_lib.describe_run(tmp_path, kind="item",

