@@ -24,6 +24,12 @@ share of seen transitions changing).
 
 The cells must have been trained (`markov` needs no training). The ranked
 lists are kept in `runs/val_test_gap/<dataset>-<method>-<schedule>-seed<k>/`.
+`--gin NAME=VALUE` (repeatable) selects the learned cells' variant, as
+`quality.py --gin` trained it, e.g. RPG at tau 0.07:
+
+  .venv/bin/python benchmarks/val_test_gap.py --dataset Office \
+      --cells markov:-:0,rpg:cpu:0 \
+      --gin recjax.models.rpg.RPGConfig.temperature=0.07
 """
 
 from __future__ import annotations
@@ -160,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
   parser.add_argument("--cache_dir", default=str(REPO / "runs" /
                                                  "bench_quality"))
   parser.add_argument("--out", default=str(REPO / "runs" / "val_test_gap"))
+  parser.add_argument("--gin", action="append", default=[],
+                      metavar="NAME=VALUE",
+                      help="gin binding of the learned cells' variant "
+                      "(as quality.py --gin); count cells ignore it")
   args = parser.parse_args(argv)
   cells = _parse_cells(args.cells)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -172,9 +182,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
              for split in SPLITS}
   rows = []
   for method, schedule, seed in cells:
-    bench = quality.Bench(pathlib.Path(args.cache_dir), schedule)
-    out = (pathlib.Path(args.out) /
-           f"{args.dataset}-{method}-{schedule}-seed{seed}")
+    learned = registry.get_method(method).kind != registry.COUNT
+    extra = tuple(args.gin) if learned else ()
+    bench = quality.Bench(pathlib.Path(args.cache_dir), schedule,
+                          extra_gin=extra)
+    tag = quality.variant_tag(bench.variant)
+    out = (pathlib.Path(args.out) / f"{args.dataset}-{method}-{schedule}"
+           f"{'-' + tag if tag else ''}-seed{seed}")
     found = {}
     for split in SPLITS:
       pred = _predictions(bench, data, method, seed, split, out)
@@ -183,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                          "user order; delete the folder and rerun.")
       found[split] = group_ndcg(pred["items"], pred["targets"], seen[split])
     for split in SPLITS:
-      rows.append({"method": method, "schedule": schedule, "seed": seed,
+      label = f"{method} [{', '.join(extra)}]" if extra else method
+      rows.append({"method": label, "schedule": schedule, "seed": seed,
                    "split": split, **found[split]})
     rows[-1]["test_over_validation"] = (found["test"]["ndcg"] /
                                         found["validation"]["ndcg"])
