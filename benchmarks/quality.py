@@ -17,9 +17,13 @@ through `recjax.pipeline.Workspace` (the stages its spec needs, the one
 `recjax.train` entry point, the test evaluation) and lives in
 `<cache>/<dataset>/<method>[-<schedule>]/seed<k>/`, resumes, and is skipped
 when its `result.json` exists, so an interrupted benchmark continues where
-it stopped. Schedules are gin files named by each method's spec
-(`gin_configs/schedules/`): `cpu` (default; the generative families at the
-quickstart width, 10 Office epochs), `cpu_long` (dropout 0.1, early
+it stopped. A cached run whose `config.gin` binds a parameter otherwise
+than the configuration about to run (a changed gin default, say) is an
+error naming the difference, never a silent reuse;
+`--accept_config_changes` reuses it anyway. Schedules are gin files
+named by each method's spec (`gin_configs/schedules/`): `cpu` (default;
+the generative families at the quickstart width, 10 Office epochs),
+`cpu_long` (dropout 0.1, early
 stopping, up to 40 Office epochs; LEARN / LITE longer budgets), `cpu_xl`
 (3x cpu_long's generative steps), `full` (the family's own sizes, for an
 accelerator); a method without the requested schedule runs the next
@@ -126,8 +130,10 @@ class Bench:
   def __init__(self, cache: pathlib.Path, schedule: str,
                extra_gin: Sequence[str] = (),
                variant: Mapping[str, Any] | None = None,
-               pretrain: Sequence[pipeline.DataSource] = ()):
+               pretrain: Sequence[pipeline.DataSource] = (),
+               accept_config_changes: bool = False):
     self.cache = pathlib.Path(cache)
+    self.accept_config_changes = accept_config_changes
     self.schedule = schedule
     self.extra_gin = tuple(extra_gin)
     self.variant = dict(variant or {})
@@ -173,7 +179,8 @@ class Bench:
           "--bundle DIR, then copy its result.json there).")
     res = self.work.run(method, data, seed, self.schedule,
                         self.schedule_bindings(data, method) +
-                        list(self.extra_gin), run=run)
+                        list(self.extra_gin), run=run,
+                        accept_changes=self.accept_config_changes)
     used = run.parent.name[len(method) + 1:].split("-v")[0] or "-"
     row: dict[str, Any] = {"dataset": data.name, "method": method,
                            "seed": seed, "schedule": used}
@@ -448,6 +455,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
   parser.add_argument("--variant", action="append", default=[],
                       metavar="KEY=VALUE", help="a label of the rows' "
                       "variant (record key)")
+  parser.add_argument("--accept_config_changes", action="store_true",
+                      help="reuse or resume cached runs whose config.gin "
+                      "binds a parameter otherwise (printed); by default "
+                      "an error")
   parser.add_argument("--json", action="store_true",
                       help="one JSON object per (dataset, method, seed)")
   parser.add_argument("--markov_mix", action="store_true",
@@ -500,7 +511,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     pretrain.append(data_source(name, pathlib.Path(args.data_root),
                                 path or None))
   bench = Bench(pathlib.Path(args.cache_dir), args.schedule, args.gin,
-                _pairs(args.variant, "--variant"), pretrain)
+                _pairs(args.variant, "--variant"), pretrain,
+                args.accept_config_changes)
   if args.bundle:
     for data in sources.values():
       for method in methods:

@@ -335,7 +335,8 @@ class Workspace:
 
   def run(self, method: str, data: DataSource, seed: int = 0,
           schedule: str = "cpu", extra_gin: Sequence[str] = (),
-          run: pathlib.Path | None = None) -> dict[str, float]:
+          run: pathlib.Path | None = None,
+          accept_changes: bool = False) -> dict[str, float]:
     """Trains (or resumes, or reuses) one run and returns its test metrics.
 
     Args:
@@ -345,19 +346,35 @@ class Workspace:
       schedule: a benchmark schedule (`registry.SCHEDULES`).
       extra_gin: bindings applied last.
       run: the run directory (default: `run_dir(...)`).
+      accept_changes: resume or reuse a run whose `config.gin` binds some
+        parameter otherwise than this configuration (the differences are
+        printed). By default that is an error: the cached result would not
+        be this configuration's.
 
     Returns:
       `test/<metric>`, `test_excl/<metric>`, `train_seconds` and what the
       run's training reports; also written to `<run>/result.json`, which
       makes a second call a no-op.
+
+    Raises:
+      ConfigError: the run directory was trained with another configuration
+        (a changed gin default, a variant written into the default's
+        directory), unless `accept_changes`.
     """
     from recjax import eval as eval_lib  # pylint: disable=g-import-not-at-top
+    from recjax import run_lib  # pylint: disable=g-import-not-at-top
     spec = registry.get_method(method)
     run = run or self.run_dir(method, data, seed, schedule)
     done = run / RESULT_FILE
-    if done.exists():
+    described = (run / run_lib.CONFIG_FILE).exists()
+    if done.exists() and not described:
       return json.loads(done.read_text())
     files, bindings = self.gin_setup(method, data, seed, schedule, run)
+    if described:
+      self._check_config(run, files, bindings + list(extra_gin),
+                         accept_changes)
+    if done.exists():
+      return json.loads(done.read_text())
     t0 = time.time()
     gin.clear_config()
     try:
@@ -376,6 +393,28 @@ class Workspace:
     results = {k: float(v) for k, v in results.items()
                if isinstance(v, (int, float))}
     results.setdefault("train_seconds", time.time() - t0)
-    from recjax import run_lib  # pylint: disable=g-import-not-at-top
     run_lib.write_json(done, results)
     return results
+
+  def _check_config(self, run: pathlib.Path, files: Sequence[str],
+                    bindings: Sequence[str], accept: bool) -> None:
+    """Refuses a run directory trained with another configuration."""
+    from recjax import run_lib  # pylint: disable=g-import-not-at-top
+    try:
+      depth = len(run.resolve().relative_to(self.root.resolve()).parts)
+    except ValueError:
+      depth = 0
+    changes = run_lib.config_changes(run, files, bindings, depth)
+    if not changes:
+      return
+    lines = "\n".join(f"  {k}: {old} (run) -> {new} (now)"
+                      for k, old, new in changes)
+    if accept:
+      print(f"{run}: reused although its configuration differs:\n{lines}")
+      return
+    raise ConfigError(
+        f"{run} was trained with another configuration:\n{lines}\nIts "
+        "result is not this configuration's. Delete the directory to "
+        "train again, give the new configuration its own directory "
+        "(benchmarks/quality.py --gin / --variant do), or reuse it as it "
+        "is (accept_changes=True; quality.py --accept_config_changes).")

@@ -356,6 +356,69 @@ def parse_run_config(model_dir: str | os.PathLike[str],
   gin.parse_config(list(bindings))
 
 
+def _statements(config: str) -> dict[str, str]:
+  """`{selector: value}` of a gin config string in gin's own layout."""
+  out: dict[str, str] = {}
+  key = None
+  for line in config.splitlines():
+    if not line.strip() or line.startswith(("#", "import ")):
+      key = None
+    elif line[0].isspace() and key is not None:
+      out[key] = f"{out[key]} {line.strip()}".strip()
+    else:
+      key, sep, value = line.partition(" = ")
+      if sep:
+        key = key.strip()
+        out[key] = value.strip()
+      else:
+        key = None
+    if key is not None and out[key].endswith("\\"):  # A continued line.
+      out[key] = out[key][:-1].rstrip()
+  return out
+
+
+def config_changes(model_dir: str | os.PathLike[str],
+                   gin_files: Sequence[str], bindings: Sequence[str] = (),
+                   depth: int = 0) -> list[tuple[str, str, str]]:
+  """What `gin_files` + `bindings` bind otherwise than the run's config.
+
+  Compares the run's `config.gin` with a configuration about to train in
+  `model_dir` again (resume, or reuse of a finished run): every parameter
+  bound in both must have the same value, or the run was trained with
+  another configuration. `MODEL_DIR` is not compared. A run directory
+  that moved with its whole cache compares equal: when `depth` > 0, the
+  run was `depth` levels below a root, and the old root's path in the old
+  values is read as the new one's.
+
+  Args:
+    model_dir: the run directory (holding `config.gin`).
+    gin_files: the new configuration's gin files.
+    bindings: its bindings.
+    depth: how many levels the run directory is below the cache root whose
+      paths the configuration mentions (0: paths compared as they are).
+
+  Returns:
+    `(parameter, value in the run, new value)` of each difference, sorted;
+    empty when the configurations agree. The gin config is cleared.
+  """
+  gin.clear_config()
+  try:
+    gin_utils.parse_gin(gin_files, bindings, finalize=False)
+    new = _statements(gin.config_str())
+    parse_run_config(model_dir)
+    old = _statements(gin.config_str())
+  finally:
+    gin.clear_config()
+  old_dir, new_dir = old.pop("MODEL_DIR", None), new.pop("MODEL_DIR", None)
+  if depth > 0 and old_dir and new_dir and old_dir != new_dir:
+    old_root = str(pathlib.PurePath(old_dir.strip("'\"")).parents[depth - 1])
+    new_root = str(pathlib.PurePath(new_dir.strip("'\"")).parents[depth - 1])
+    old = {k: v.replace(old_root + "/", new_root + "/").replace(
+        f"'{old_root}'", f"'{new_root}'") for k, v in old.items()}
+  return [(k, old[k], new[k]) for k in sorted(old.keys() & new.keys())
+          if old[k] != new[k]]
+
+
 def configured(name: str) -> Any:
   """The value bound to gin parameter `name`, references evaluated."""
   value = gin.query_parameter(name)

@@ -120,3 +120,26 @@ def test_count_run_writes_its_ranked_lists_with_scores(work, tmp_path):
   assert scores.max() > 0  # transition counts, not a placeholder
   hits = (items[:, :10] == targets[:, None]).any(axis=1).mean()
   assert hits == pytest.approx(out["test/recall@10"])
+
+
+def test_a_run_trained_with_another_configuration_is_not_reused(tmp_path):
+  work = pipeline.Workspace(tmp_path / "work")
+  first = work.run("markov", TINY, seed=0)
+  run = work.run_dir("markov", TINY, 0)
+  config = run / "config.gin"
+  # As if the family's gin file had bound other decays when it trained.
+  config.write_text(config.read_text().replace(
+      "(0.0, 0.25, 0.5, 0.75, 1.0)", "(0.0, 0.5)"))
+  with pytest.raises(ConfigError, match=(
+      r"seed0 was trained with another configuration:\n  "
+      r"train_counts.fit_kwargs: \{'decays': \(0.0, 0.5\)\} \(run\) -> "
+      r"\{'decays': \(0.0, 0.25, 0.5, 0.75, 1.0\)\} \(now\)\n.*Delete the "
+      r"directory to train again")):
+    work.run("markov", TINY, seed=0)
+  assert work.run("markov", TINY, seed=0, accept_changes=True) == first
+  # A whole cache moved elsewhere is the same configuration.
+  config.write_text(config.read_text().replace(
+      "(0.0, 0.5)", "(0.0, 0.25, 0.5, 0.75, 1.0)"))
+  moved = tmp_path / "moved"
+  (tmp_path / "work").rename(moved)
+  assert pipeline.Workspace(moved).run("markov", TINY, seed=0) == first

@@ -146,3 +146,32 @@ def test_config_gin_names_the_training_function(tmp_path):
   assert run_lib._with_entry(bound, "recjax.train.train") == bound
   bound = "recjax.train.run.fn = @train_items\n"
   assert run_lib._with_entry(bound, "recjax.train.train") == bound
+
+
+def test_config_changes_lists_what_a_new_configuration_binds_otherwise(
+    tmp_path):
+  run = tmp_path / "old" / "Office" / "rpg" / "seed0"
+  run.mkdir(parents=True)
+  (run / "config.gin").write_text(
+      f"MODEL_DIR = '{run}'\n"
+      f"CODES_DIR = '{tmp_path}/old/Office/codes'\n"
+      "recjax.models.rpg.RPGConfig.temperature = 0.03\n"
+      "recjax.models.rpg.RPGConfig.hidden_dim = 64\n")
+  new = tmp_path / "new.gin"
+  new.write_text(
+      f"MODEL_DIR = '{tmp_path}/new/Office/rpg/seed0'\n"
+      f"CODES_DIR = '{tmp_path}/new/Office/codes'\n"
+      "recjax.models.rpg.RPGConfig.temperature = 0.07\n"
+      "recjax.models.rpg.RPGConfig.hidden_dim = 64\n"
+      "recjax.models.rpg.RPGConfig.num_layers = 2\n")  # Not in the run's.
+  # The run's root moved from old/ to new/: its paths follow (depth 3).
+  assert run_lib.config_changes(run, [str(new)], depth=3) == [
+      ("RPGConfig.temperature", "0.03", "0.07")]
+  assert run_lib.config_changes(run, [str(new)], depth=0) == [
+      ("CODES_DIR", f"'{tmp_path}/old/Office/codes'",
+       f"'{tmp_path}/new/Office/codes'"),
+      ("RPGConfig.temperature", "0.03", "0.07")]
+  assert run_lib.config_changes(
+      run, [str(new)], ["recjax.models.rpg.RPGConfig.temperature = 0.03"],
+      depth=3) == []
+  assert not gin.config_str().strip()  # Left cleared.

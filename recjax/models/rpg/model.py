@@ -74,7 +74,9 @@ class RPGConfig:
     activation: FFN activation.
     layer_norm_epsilon: LayerNorm epsilon.
     init_std: std of the normal initialisation.
-    temperature: tau of the cosine logits (paper: 0.03 on Beauty).
+    temperature: tau of the cosine logits: 0.07, the official code's
+      `config.yaml` and recjax's choice on validation (the paper's Beauty
+      command: 0.03, at which recjax's Beauty model does not learn).
     norm: "pre" (GPT-2) or "post" LayerNorm.
     target_fraction: 1.0 (RPG: every position with a next item is a
       target), or, in training, a random subset of the real targets of at
@@ -97,7 +99,7 @@ class RPGConfig:
   activation: str = "gelu"
   layer_norm_epsilon: float = 1e-12
   init_std: float = 0.02
-  temperature: float = 0.03
+  temperature: float = 0.07
   norm: str = "pre"
   target_fraction: float = 1.0
 
