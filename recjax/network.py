@@ -36,7 +36,7 @@ concatenates its query, key and value kernels into one product. Attention
 and RMSNorm have hand-written gradients (broadcast-parameter gradients as
 matrix products, dropout masks recomputed), and dropout masks are a hash of
 position and a per-call seed from the "dropout" RNG stream, fused into the
-kernels that use them (see `Dropout`).
+kernels that use them. These primitives are in `recjax.network_ops`.
 """
 
 from __future__ import annotations
@@ -54,6 +54,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from recjax.errors import ConfigError
+from recjax.network_ops import Dropout
+from recjax.network_ops import Kernel
+from recjax.network_ops import RMSNorm
+from recjax.network_ops import attention
+from recjax.network_ops import dropout_seed
+from recjax.network_ops import matmul
+from recjax.network_ops import merge_heads
+from recjax.network_ops import split_heads
 
 Array = jax.Array
 DType = Any
@@ -213,291 +221,6 @@ class RelativePositionBiases(nn.Module):
     return jnp.take(table, jnp.asarray(buckets), axis=1).astype(self.dtype)
 
 
-# -- building blocks ----------------------------------------------------------
-
-
-def _sum_leading(x: Array, ndim: int) -> Array:
-  """Sums `x` over all but its last `ndim` axes, as a matrix product.
-
-  XLA:CPU reduces over major axes several times slower than it multiplies a
-  ones vector by the matrix view, and gradients of broadcast parameters
-  (norm scales, position biases) are exactly such sums.
-  """
-  lead = x.shape[:x.ndim - ndim]
-  rows = math.prod(lead)
-  flat = x.reshape(rows, -1)
-  out = jnp.dot(jnp.ones((1, rows), flat.dtype), flat,
-                preferred_element_type=jnp.float32)
-  return out.reshape(x.shape[x.ndim - ndim:])
-
-
-def _rms_norm_fwd(x: Array, scale: Array, epsilon: float
-                  ) -> tuple[Array, tuple[Array, Array, Array]]:
-  x32 = x.astype(jnp.float32)
-  inv = jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) +
-                      epsilon)
-  return (x32 * inv * scale).astype(x.dtype), (x, inv, scale)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _rms_norm(x: Array, scale: Array, epsilon: float) -> Array:
-  """`x / rms(x) * scale` (float32 inside), in the dtype of `x`."""
-  return _rms_norm_fwd(x, scale, epsilon)[0]
-
-
-def _rms_norm_bwd(epsilon: float, res: tuple[Array, Array, Array],
-                   dy: Array) -> tuple[Array, Array]:
-  del epsilon
-  x, inv, scale = res
-  x32 = x.astype(jnp.float32)
-  g = dy.astype(jnp.float32)
-  d_scale = _sum_leading(g * x32 * inv, 1).astype(scale.dtype)
-  gs = g * scale
-  dx = inv * (gs - x32 * jnp.square(inv) *
-              jnp.mean(gs * x32, axis=-1, keepdims=True))
-  return dx.astype(x.dtype), d_scale
-
-
-_rms_norm.defvjp(_rms_norm_fwd, _rms_norm_bwd)
-
-
-class RMSNorm(nn.Module):
-  """T5 layer norm: scale by the root mean square, no bias or centering.
-
-  The gradient is written by hand so that the scale's gradient (a sum over
-  all tokens) is a matrix product rather than a slow major-axis reduction.
-  """
-
-  epsilon: float = 1e-6
-  dtype: DType = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    scale = self.param(
-        "scale", nn.with_logical_partitioning(nn.initializers.ones,
-                                              ("embed",)),
-        (x.shape[-1],), jnp.float32)
-    return _rms_norm(x, scale, self.epsilon).astype(self.dtype)
-
-
-def _kernel_init(scale: float = 1.0) -> nn.initializers.Initializer:
-  return nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
-
-
-# -- dropout ------------------------------------------------------------------
-#
-# Dropout masks come from a counter-based integer hash of each element's
-# position and a per-call 64-bit seed drawn from the "dropout" RNG stream.
-# The hash is a handful of integer ops that XLA fuses into the kernels that
-# consume the mask, so no random bits are materialised: on CPU, generating
-# them with `jax.random` (any key implementation) took a quarter of a
-# training step. Each call still draws its seed with `make_rng`, so masks
-# depend on the dropout key, the module path and the call order exactly as
-# with `flax.linen.Dropout`.
-
-
-def _mix32(x: Array) -> Array:
-  """A bijective avalanche mix of uint32 values (Wellons' lowbias32)."""
-  x = x ^ (x >> 16)
-  x = x * jnp.uint32(0x7FEB352D)
-  x = x ^ (x >> 15)
-  x = x * jnp.uint32(0x846CA68B)
-  return x ^ (x >> 16)
-
-
-def _dropout_seed(module: nn.Module) -> Array:
-  """Two uint32 words from the module's "dropout" RNG stream."""
-  return jax.random.bits(module.make_rng("dropout"), (2,), jnp.uint32)
-
-
-def _keep_mask(seed: Array, shape: tuple[int, ...], rate: float) -> Array:
-  """Boolean keep mask, True with probability `1 - rate` (to 2**-32).
-
-  Element `(row, col)` (`col` the last axis, `row` the others flattened) is
-  kept when `mix(mix(mix(row ^ s0) ^ (col + s1))) >= rate * 2**32`.
-
-  Args:
-    seed: uint32 `[2]`.
-    shape: mask shape.
-    rate: drop probability.
-
-  Returns:
-    bool array of `shape`.
-  """
-  shape = tuple(shape)
-  if not shape:
-    return _keep_mask(seed, (1,), rate).reshape(())
-  row = jnp.zeros(shape, jnp.uint32)
-  stride = 1
-  for axis in range(len(shape) - 2, -1, -1):
-    row = row + (jax.lax.broadcasted_iota(jnp.uint32, shape, axis) *
-                 jnp.uint32(stride % 2**32))
-    stride *= shape[axis]
-  col = jax.lax.broadcasted_iota(jnp.uint32, shape, len(shape) - 1)
-  h = _mix32(_mix32(_mix32(row ^ seed[0]) ^ (col + seed[1])))
-  threshold = min(int(round(rate * 2.0**32)), 2**32 - 1)
-  return h >= jnp.uint32(threshold)
-
-
-def _dropout(x: Array, seed: Array | None, rate: float) -> Array:
-  """Inverted dropout of `x` with the mask of `seed` (None: identity)."""
-  if seed is None or rate == 0.0:
-    return x
-  keep = _keep_mask(seed, x.shape, rate)
-  return jnp.where(keep, x * jnp.asarray(1.0 / (1.0 - rate), x.dtype),
-                   jnp.zeros((), x.dtype))
-
-
-class Dropout(nn.Module):
-  """Dropout with hashed masks (see `_keep_mask`); no-op when deterministic.
-
-  Attributes:
-    rate: drop probability.
-  """
-
-  rate: float
-
-  def __call__(self, x: Array, deterministic: bool) -> Array:
-    if deterministic or self.rate == 0.0:
-      return x
-    return _dropout(x, _dropout_seed(self), self.rate)
-
-
-# -- dense layers -------------------------------------------------------------
-
-
-class Kernel(nn.Module):
-  """A dense kernel, returned as an `[inputs, outputs]` matrix.
-
-  The parameter keeps its structured shape and logical axis names (e.g.
-  `[embed, heads, kv]`) and the initialisation of `nn.DenseGeneral` (fan-in
-  over the input axes). Layers multiply flattened `[tokens, features]`
-  activations by the matrix: on XLA:CPU, 2-D products and their gradients
-  avoid the strided transposes that `dot_general` over `[batch, length,
-  ...]` operands produced in the backward pass.
-
-  Attributes:
-    shape: parameter shape, input axes first.
-    names: logical axis names, one per axis.
-    num_inputs: how many leading axes are contracted.
-    dtype: dtype of the returned matrix.
-  """
-
-  shape: tuple[int, ...]
-  names: tuple[str, ...]
-  num_inputs: int = 1
-  dtype: DType = jnp.float32
-
-  @nn.compact
-  def __call__(self) -> Array:
-    rows = math.prod(self.shape[:self.num_inputs])
-    cols = math.prod(self.shape[self.num_inputs:])
-
-    def init(rng: Array, shape: tuple[int, ...],
-             dtype: DType = jnp.float32) -> Array:
-      return _kernel_init()(rng, (rows, cols), dtype).reshape(shape)
-
-    kernel = self.param(
-        "kernel", nn.with_logical_partitioning(init, self.names),
-        tuple(self.shape), jnp.float32)
-    return kernel.reshape(rows, cols).astype(self.dtype)
-
-
-def _matmul(x: Array, kernel: Array) -> Array:
-  """`x[..., in]` times an `[in, out]` matrix, as one 2-D product."""
-  y = jnp.dot(x.reshape(-1, kernel.shape[0]), kernel)
-  return y.reshape(x.shape[:-1] + (kernel.shape[1],))
-
-
-# -- attention ----------------------------------------------------------------
-
-
-def _softmax_probs(q: Array, k: Array, bias: Array | None,
-                   mask: Array | None) -> Array:
-  """Softmax over keys of `q k^T + bias + mask`, float32 `[b, h, q, k]`."""
-  logits = jnp.einsum("bhqd,bhkd->bhqk", q, k,
-                      preferred_element_type=jnp.float32)
-  if bias is not None:
-    logits = logits + bias.astype(jnp.float32)
-  if mask is not None:
-    logits = logits + mask.astype(jnp.float32)
-  return jax.nn.softmax(logits, axis=-1)
-
-
-def _attention_fwd(q: Array, k: Array, v: Array, bias: Array | None,
-                   mask: Array | None, seed: Array | None,
-                   rate: float) -> tuple[Array, tuple[Any, ...]]:
-  probs = _softmax_probs(q, k, bias, mask)
-  out = jnp.einsum("bhqk,bhkd->bhqd",
-                   _dropout(probs, seed, rate).astype(v.dtype), v)
-  return out, (q, k, v, bias, seed, probs, out)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
-def _attention(q: Array, k: Array, v: Array, bias: Array | None,
-               mask: Array | None, seed: Array | None, rate: float) -> Array:
-  """Softmax attention without scaling (T5), heads-first.
-
-  Keys and values are heads-first: XLA:CPU runs the batched matrix products
-  several times faster in this layout (batch dimensions major) than on
-  `[batch, length, heads, kv]`. The hand-written gradient keeps the softmax
-  probabilities, recomputes the dropout mask from its seed and sums the
-  position-bias gradient over the batch as a matrix product.
-
-  Args:
-    q: `[b, h, q, d]`.
-    k: `[b, h, k, d]`.
-    v: `[b, h, k, d]`.
-    bias: trainable bias `[h, q, k]` (relative positions), or None.
-    mask: constant additive mask broadcastable to `[b, h, q, k]`, or None.
-    seed: dropout seed of the attention weights (None: no dropout).
-    rate: dropout rate.
-
-  Returns:
-    `[b, h, q, d]` in the dtype of `v`.
-  """
-  return _attention_fwd(q, k, v, bias, mask, seed, rate)[0]
-
-
-def _attention_bwd(rate: float, res: tuple[Any, ...], d_out: Array
-                   ) -> tuple[Any, ...]:
-  q, k, v, bias, seed, probs, out = res
-  d_probs = jnp.einsum("bhqd,bhkd->bhqk", d_out, v,
-                       preferred_element_type=jnp.float32)
-  d_probs = _dropout(d_probs, seed, rate)
-  # sum_k d_probs * probs == sum_d d_out * out (FlashAttention's `D`), a
-  # reduction over head_dim instead of over keys.
-  row = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32),
-                axis=-1, keepdims=True)
-  d_logits = probs * (d_probs - row)
-  dtype = q.dtype
-  d_logits_c = d_logits.astype(dtype)
-  dq = jnp.einsum("bhqk,bhkd->bhqd", d_logits_c, k)
-  dk = jnp.einsum("bhqk,bhqd->bhkd", d_logits_c, q)
-  dv = jnp.einsum("bhqk,bhqd->bhkd",
-                  _dropout(probs, seed, rate).astype(v.dtype), d_out)
-  d_bias = None
-  if bias is not None:
-    d_bias = _sum_leading(d_logits, 3).reshape(bias.shape).astype(bias.dtype)
-  return dq, dk, dv, d_bias, None, None
-
-
-_attention.defvjp(_attention_fwd, _attention_bwd)
-
-
-def _split_heads(x: Array, parts: int, heads: int) -> Array:
-  """`[b, len, parts * heads * kv]` -> `[parts, b, heads, len, kv]`."""
-  b, length, _ = x.shape
-  return jnp.transpose(x.reshape(b, length, parts, heads, -1),
-                       (2, 0, 3, 1, 4))
-
-
-def _merge_heads(x: Array) -> Array:
-  """`[b, heads, len, kv]` -> `[b, len, heads * kv]`."""
-  b, h, length, d = x.shape
-  return jnp.transpose(x, (0, 2, 1, 3)).reshape(b, length, h * d)
-
-
 def _projection_kernels(cfg: TransformerConfig, names: Sequence[str]
                         ) -> list[Array]:
   """`[emb, heads * kv]` matrices of the named projections (in a module)."""
@@ -510,7 +233,7 @@ def _output_projection(cfg: TransformerConfig, x: Array) -> Array:
   """`[b, l, heads * kv]` -> `[b, l, emb]` through the "out" kernel."""
   kernel = Kernel((cfg.num_heads, cfg.head_dim, cfg.emb_dim),
                   ("heads", "kv", "embed"), 2, cfg.dtype, name="out")()
-  return _matmul(x, kernel)
+  return matmul(x, kernel)
 
 
 class SelfAttention(nn.Module):
@@ -548,13 +271,13 @@ class SelfAttention(nn.Module):
     h, d = cfg.num_heads, cfg.head_dim
     kernel = jnp.concatenate(
         _projection_kernels(cfg, ("query", "key", "value")), axis=1)
-    qkv = _matmul(x, kernel)
+    qkv = matmul(x, kernel)
     if not decode:
-      q, k, v = _split_heads(qkv, 3, h)
+      q, k, v = split_heads(qkv, 3, h)
       seed = None
       if not deterministic and cfg.dropout_rate > 0:
-        seed = _dropout_seed(self)
-      out = _merge_heads(_attention(q, k, v, bias, mask, seed,
+        seed = dropout_seed(self)
+      out = merge_heads(attention(q, k, v, bias, mask, seed,
                                     cfg.dropout_rate))
       return _output_projection(cfg, out)
     if decode_step is None:
@@ -613,23 +336,23 @@ class CrossAttention(nn.Module):
     h = cfg.num_heads
     q_kernel, k_kernel, v_kernel = _projection_kernels(
         cfg, ("query", "key", "value"))
-    (q,) = _split_heads(_matmul(x, q_kernel), 1, h)
+    (q,) = split_heads(matmul(x, q_kernel), 1, h)
     if decode and self.has_variable("cross_kv", "key"):
       k = self.get_variable("cross_kv", "key")
       v = self.get_variable("cross_kv", "value")
     else:
       if encoded is None:
         raise ConfigError("the first decode call needs the encoder output.")
-      kv = _matmul(encoded, jnp.concatenate([k_kernel, v_kernel], axis=1))
-      k, v = _split_heads(kv, 2, h)
+      kv = matmul(encoded, jnp.concatenate([k_kernel, v_kernel], axis=1))
+      k, v = split_heads(kv, 2, h)
       if decode:
         self.put_variable("cross_kv", "key", k)
         self.put_variable("cross_kv", "value", v)
     seed = None
     if not deterministic and cfg.dropout_rate > 0:
-      seed = _dropout_seed(self)
-    out = _attention(q, k, v, None, mask, seed, cfg.dropout_rate)
-    return _output_projection(cfg, _merge_heads(out))
+      seed = dropout_seed(self)
+    out = attention(q, k, v, None, mask, seed, cfg.dropout_rate)
+    return _output_projection(cfg, merge_heads(out))
 
 
 class MlpBlock(nn.Module):
@@ -644,7 +367,7 @@ class MlpBlock(nn.Module):
     names = ["wi"] if len(acts) == 1 else [f"wi_{i}" for i in range(len(acts))]
     kernels = [Kernel((cfg.emb_dim, cfg.mlp_dim), ("embed", "mlp"), 1,
                       cfg.dtype, name=name)() for name in names]
-    hidden = _matmul(x, jnp.concatenate(kernels, axis=1))
+    hidden = matmul(x, jnp.concatenate(kernels, axis=1))
     branches = [_ACTIVATIONS[act](hidden[..., i * cfg.mlp_dim:
                                          (i + 1) * cfg.mlp_dim])
                 for i, act in enumerate(acts)]
@@ -652,7 +375,7 @@ class MlpBlock(nn.Module):
     hidden = Dropout(cfg.dropout_rate)(hidden, deterministic=deterministic)
     kernel = Kernel((cfg.mlp_dim, cfg.emb_dim), ("mlp", "embed"), 1,
                     cfg.dtype, name="wo")()
-    return _matmul(hidden, kernel)
+    return matmul(hidden, kernel)
 
 
 class EncoderLayer(nn.Module):
@@ -789,7 +512,7 @@ class Transformer(nn.Module):
       kernel = jnp.transpose(self.shared_embedding.embedding).astype(y.dtype)
     else:
       kernel = self.logits_dense()
-    return _matmul(y, kernel).astype(jnp.float32)
+    return matmul(y, kernel).astype(jnp.float32)
 
   def decode(self, encoded: Array | None, encoder_input_tokens: Array,
              decoder_input_tokens: Array,
