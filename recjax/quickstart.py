@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import sys
 import time
 from typing import Any
@@ -99,9 +100,10 @@ def run(out_dir: str = "runs/quickstart",
       data_dir=str(out / "tfds"),
       max_train_prefixes=MAX_TRAIN_PREFIXES)
   bindings = [f"MODEL_DIR = '{out / 'tiger'}'"] + list(gin_bindings)
+  files = ["runs/train.gin", "runs/eval.gin", EXPERIMENT]
+  _retrain_if_changed(out / "tiger", files, bindings)
   gin.clear_config()
-  gin_utils.parse_gin(["runs/train.gin", "runs/eval.gin", EXPERIMENT],
-                      bindings)
+  gin_utils.parse_gin(files, bindings)
 
   t = _stage(4, total, "train: TIGER encoder-decoder "
              f"({EXPERIMENT})")
@@ -170,15 +172,35 @@ def train_rpg(out: pathlib.Path, gin_bindings: tuple[str, ...] = ()
   data = pipeline.DataSource("ML-100K", "movielens_100k")
   bindings = [f"MODEL_DIR = '{out / 'rpg'}'", f"CODES_DIR = '{codes}'"]
   bindings += data.item_data_bindings(out / "item_data")
+  files = ["runs/train_items.gin", RPG_EXPERIMENT]
+  _retrain_if_changed(out / "rpg", files, bindings + list(gin_bindings))
   gin.clear_config()
   try:
-    gin_utils.parse_gin(["runs/train_items.gin", RPG_EXPERIMENT],
-                        bindings + list(gin_bindings))
+    gin_utils.parse_gin(files, bindings + list(gin_bindings))
     results = gin.get_configurable("recjax.train.run")()
   finally:
     gin.clear_config()
   print(f"  done in {time.time() - t:.0f}s")
   return dict(results)
+
+
+def _retrain_if_changed(run: pathlib.Path, files: list[str],
+                        bindings: list[str]) -> None:
+  """Removes a run of an earlier quickstart that another config trained.
+
+  A re-run reuses (resumes) a finished run; when recjax's defaults changed
+  since (say, a model's gin file), that run is not this configuration's,
+  so it is trained again instead.
+  """
+  from recjax import run_lib  # pylint: disable=g-import-not-at-top
+  if not (run / run_lib.CONFIG_FILE).exists():
+    return
+  changes = run_lib.config_changes(run, files, bindings)
+  if changes:
+    shown = ", ".join(f"{k} {old} -> {new}" for k, old, new in changes)
+    print(f"  {_shown(run)} was trained with another configuration "
+          f"({shown}); training it again.")
+    shutil.rmtree(run)
 
 
 def write_example_histories(ds: CanonicalDataset,

@@ -121,7 +121,9 @@ def train(*, model_dir: str,
   describe = lambda: run_lib.describe_run(
       model_dir, kind="generative", entry="recjax.train.train", model=model,
       inputs=inputs)
-  if not dry_run:
+  if not dry_run and trainer.checkpointer.latest_step() is None:
+    # A resumed run keeps the description of what trained it until it
+    # ends: a resume that fails (another model) must not rewrite it.
     describe()
   evaluate = None
   if eval_dataset_cfg is not None:

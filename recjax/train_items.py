@@ -239,7 +239,10 @@ def train_items(model_dir: str,
   validation = item_data.eval_batches("validation")
   if dry_run:
     return None
-  describe()
+  if trainer.checkpointer.latest_step() is None:
+    # A resumed run keeps the description of what trained it until it
+    # ends: a resume that fails (another model) must not rewrite it.
+    describe()
   state = trainer.train(source,
                         lambda params: evaluator.evaluate(params, validation))
   # Wall time of training and validation since step 0, over resumes.

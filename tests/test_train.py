@@ -151,6 +151,8 @@ def test_train_eval_infer(task_gin, tmp_path):
 def test_checkpoint_of_another_model_refused(task_gin, tmp_path):
   _parse(["runs/train.gin", task_gin], ["TRAIN_STEPS=4", "EVAL_PERIOD=0"])
   gin.get_configurable("recjax.train.train")()
+  (config,) = tmp_path.rglob("config.gin")
+  described = config.read_text()
   _parse(["runs/train.gin", task_gin], [
       "TRAIN_STEPS=6", "EVAL_PERIOD=0",
       "recjax.network.TransformerConfig.emb_dim = 32"])
@@ -158,6 +160,8 @@ def test_checkpoint_of_another_model_refused(task_gin, tmp_path):
                      match=r"(?s)was written with a different model:.*"
                      r'"emb_dim": 16.*"emb_dim": 32.*Use another model_dir'):
     gin.get_configurable("recjax.train.train")()
+  # The refused resume leaves the run's description as it was.
+  assert config.read_text() == described
 
 
 def test_checkpoint_of_another_vocabulary_refused(task_gin, tmp_path):
