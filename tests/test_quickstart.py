@@ -59,3 +59,19 @@ def test_next_steps_work_as_printed(tmp_path):
     assert len(rec["items"]) == min(20, 24 - len(set(line["history"])))
     assert not set(rec["items"]) & set(line["history"])
   assert "curves.png" in text and "tensorboard --logdir" in text
+
+
+def test_a_run_of_an_older_configuration_is_trained_again(tmp_path, capsys):
+  run = tmp_path / "rpg"
+  run.mkdir()
+  (run / "config.gin").write_text(
+      "recjax.models.rpg.RPGConfig.temperature = 0.03\n")
+  same = tmp_path / "same.gin"
+  same.write_text("recjax.models.rpg.RPGConfig.temperature = 0.03\n")
+  quickstart._retrain_if_changed(run, [str(same)], [])
+  assert run.exists()  # Same configuration: reused (resumed).
+  quickstart._retrain_if_changed(
+      run, [str(same)], ["recjax.models.rpg.RPGConfig.temperature = 0.07"])
+  assert not run.exists()
+  assert ("was trained with another configuration (RPGConfig.temperature "
+          "0.03 -> 0.07); training it again." in capsys.readouterr().out)
