@@ -33,8 +33,9 @@ registry.register_family(registry.FamilySpec(
            "recipe .0398), below SASRec and `markov` (.0509); mixed with "
            "`markov` .0602 ± .0008, above both and above SASRec + markov "
            "(.0552). The default tau 0.07 (chosen on validation; Beauty "
-           "does not learn at 0.03): Office seed 0 .0482; its other seeds "
-           "and Beauty are running."),
+           "does not learn at 0.03): Office seeds 0 and 1 .0482 and "
+           ".0519 (seed 1 above both bars alone); seed 2 and Beauty are "
+           "running."),
     factory="recjax.models.rpg.make_rpg",
     description=(
         "A generative recommender over long semantic IDs: every item has "
