@@ -3,9 +3,10 @@
 Three tables, all measured in one run on this machine:
 
 1. Agreement (a trained RPG run, `--model_dir`): for each graph setting
-   (beams x edges x steps), the share of exact scoring's top-10 that graph
-   decoding's top-10 finds, and the share of the catalog it scores, over
-   the test users; and the graph's build time.
+   (beams x edges x steps x beams expanded per step), the share of exact
+   scoring's top-10 that graph decoding's top-10 finds, and the share of
+   the catalog whose scores the walk computed (distinct items), over the
+   test users; and the graph's build time.
 2. Throughput at `--batch` users: exact scoring, graph decoding, and the
    TIGER-size constrained beam search of `benchmarks/decode.py` (4-token
    IDs, 20 beams) over a catalog of the same size; users/s and the ratio.
@@ -67,25 +68,45 @@ def _test_batch(item_data, limit: int) -> dict[str, np.ndarray]:
   return {"input_items": hist[mask]}
 
 
-def agreement(model, params, hist: np.ndarray, settings, num_seeds: int,
-              history_seeds: int) -> list[dict[str, Any]]:
+def start_items(item_data, kind: str, num_seeds: int) -> np.ndarray:
+  """The walk's fixed start: the most popular training items, or random."""
+  if kind == "random":
+    return graph_lib.seed_items(item_data.num_items, num_seeds)
+  return graph_lib.popular_items(
+      item_data.splits["train"].item_counts(item_data.num_items), num_seeds)
+
+
+def _setting(text: str) -> tuple[int, int, int, int | None]:
+  """"BxExS" or "BxExSxX" (X beams expanded per step; default all)."""
+  vals = [int(v) for v in text.split("x")]
+  if len(vals) not in (3, 4):
+    raise SystemExit(f"--settings: {text!r} is not beams x edges x steps "
+                     "[x expand], e.g. 20x50x6x4.")
+  return (*vals, None) if len(vals) == 3 else tuple(vals)
+
+
+def agreement(model, params, hist: np.ndarray, settings,
+              seeds: np.ndarray, history_seeds: int
+              ) -> list[dict[str, Any]]:
   """Table 1: top-10 agreement and catalog share per graph setting."""
   log_p = jax.jit(model.last_log_probs)(params, {"input_items": hist})
   exact = np.asarray(top_k_items(catalog_scores(log_p, model.codes), K,
                                  hist)[0])
   table, codes = model.code_table(params), model.codes
+  small = jnp.asarray(graph_lib.compact_codes(codes))
   rows, graphs = [], {}
-  for beams, edges, steps in settings:
+  for beams, edges, steps, expand in settings:
     if edges not in graphs:
       graphs[edges] = graph_lib.build_graph(table, codes, edges)
     graph = graphs[edges]
     items, _, scored = graph_lib.graph_decode(
-        log_p, codes, graph.neighbors,
-        graph_lib.seed_items(len(codes), num_seeds), hist[:, -history_seeds:],
-        hist, k=K, num_beams=beams, num_steps=steps, count_scored=True)
+        log_p, small, graph.neighbors, seeds, hist[:, -history_seeds:],
+        hist, k=K, num_beams=beams, num_steps=steps, num_expand=expand,
+        count_scored=True)
     items = np.asarray(items)
     found = np.mean([len(set(a) & set(b)) / K for a, b in zip(items, exact)])
     rows.append({"beams": beams, "edges": edges, "steps": steps,
+                 "expand": expand or beams,
                  "top10_agreement": float(found),
                  "catalog_scored": float(np.mean(scored)) / len(codes),
                  "graph_build_s": graph.build_seconds,
@@ -93,14 +114,16 @@ def agreement(model, params, hist: np.ndarray, settings, num_seeds: int,
   return rows
 
 
-def throughput(model, params, hist: np.ndarray, beams: int, edges: int,
-               steps: int, num_seeds: int, history_seeds: int,
+def throughput(model, params, hist: np.ndarray, setting,
+               seeds: np.ndarray, history_seeds: int,
                repeats: int) -> list[dict[str, Any]]:
   """Table 2: users/s of exact, graph and TIGER's constrained beam."""
   n, batch = model.num_items, len(hist)
+  beams, edges, steps, expand = setting
   codes = model.codes
   graph = graph_lib.build_graph(model.code_table(params), codes, edges)
-  seeds = jnp.asarray(graph_lib.seed_items(n, num_seeds))
+  seeds = jnp.asarray(seeds)
+  small = jnp.asarray(graph_lib.compact_codes(codes))
   hist_j = jnp.asarray(hist)
   encode = jax.jit(lambda p, h: model.last_log_probs(p, {"input_items": h}))
 
@@ -111,8 +134,8 @@ def throughput(model, params, hist: np.ndarray, beams: int, edges: int,
   @jax.jit
   def graph_fn(p, h):
     return graph_lib.graph_decode(
-        encode(p, h), codes, graph.neighbors, seeds, h[:, -history_seeds:],
-        h, k=K, num_beams=beams, num_steps=steps)[0]
+        encode(p, h), small, graph.neighbors, seeds, h[:, -history_seeds:],
+        h, k=K, num_beams=beams, num_steps=steps, num_expand=expand)[0]
 
   t_exact = _timed(lambda: jax.block_until_ready(exact(params, hist_j)),
                    repeats)
@@ -134,9 +157,13 @@ def throughput(model, params, hist: np.ndarray, beams: int, edges: int,
 
 
 def scaling(table: np.ndarray, num_digits: int, catalogs, batch: int,
-            beams: int, edges: int, steps: int, num_seeds: int,
-            repeats: int) -> list[dict[str, Any]]:
-  """Table 3: graph decoding users/s over synthetic catalogs."""
+            setting, num_seeds: int, repeats: int) -> list[dict[str, Any]]:
+  """Table 3: graph decoding users/s over synthetic catalogs.
+
+  Random codes have no popularity: the start is a random sample of the
+  same size (the cost does not depend on which items start the walk).
+  """
+  beams, edges, steps, expand = setting
   rows = []
   rng = np.random.default_rng(0)
   m = table.shape[1]
@@ -148,9 +175,10 @@ def scaling(table: np.ndarray, num_digits: int, catalogs, batch: int,
     hist = jnp.asarray(rng.integers(0, n, (batch, 2)), jnp.int32)
     seeds = jnp.asarray(graph_lib.seed_items(n, num_seeds))
     run = functools.partial(
-        graph_lib.graph_decode, log_p, jnp.asarray(codes),
+        graph_lib.graph_decode, log_p,
+        jnp.asarray(graph_lib.compact_codes(codes)),
         jnp.asarray(graph.neighbors), seeds, hist, hist, k=K,
-        num_beams=beams, num_steps=steps)
+        num_beams=beams, num_steps=steps, num_expand=expand)
     t = _timed(functools.partial(_ready, run), repeats)
     rows.append({"catalog": n, "users_per_s": batch / t,
                  "graph_build_s": graph.build_seconds,
@@ -167,14 +195,17 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--users", type=int, default=2048,
                  help="test users of the agreement table")
   p.add_argument("--batch", type=int, default=256)
-  p.add_argument("--settings", default="20x50x3,20x100x3,20x200x3,"
-                 "50x50x3,10x50x3",
-                 help="beams x edges x steps, comma separated")
-  p.add_argument("--beams", type=int, default=20,
+  p.add_argument("--settings", default="10x50x3,20x50x3,20x50x6x4,"
+                 "20x50x8x4,40x50x6x8",
+                 help="beams x edges x steps [x beams expanded per step; "
+                 "default all], comma separated")
+  p.add_argument("--setting", default="20x50x6x4",
                  help="graph setting of the throughput and scaling tables")
-  p.add_argument("--edges", type=int, default=50)
-  p.add_argument("--steps", type=int, default=3)
-  p.add_argument("--num_seeds", type=int, default=64)
+  p.add_argument("--seeds", choices=("popular", "random"),
+                 default="popular",
+                 help="the walk's fixed start: the most popular training "
+                 "items or a random sample")
+  p.add_argument("--num_seeds", type=int, default=128)
   p.add_argument("--history_seeds", type=int, default=2)
   p.add_argument("--catalogs", type=int, nargs="*", default=[],
                  help="synthetic catalog sizes of the scaling table")
@@ -187,19 +218,20 @@ def main(argv: list[str] | None = None) -> None:
   print(f"{args.model_dir}: step {step}, {model.num_items:,} items, "
         f"{model.config.num_digits} digits, {len(hist):,} test users",
         flush=True)
-  settings = [tuple(int(v) for v in s.split("x"))
-              for s in args.settings.split(",")]
+  settings = [_setting(s) for s in args.settings.split(",")]
+  setting = _setting(args.setting)
+  seeds = start_items(item_data, args.seeds, args.num_seeds)
+  print(f"start: the {len(seeds)} {args.seeds} items and the users' last "
+        f"{args.history_seeds} items with their neighbours", flush=True)
   tables = {
-      "agreement": agreement(model, params, hist, settings, args.num_seeds,
+      "agreement": agreement(model, params, hist, settings, seeds,
                              args.history_seeds),
-      "throughput": throughput(model, params, hist[:args.batch], args.beams,
-                               args.edges, args.steps, args.num_seeds,
-                               args.history_seeds, args.repeats)}
+      "throughput": throughput(model, params, hist[:args.batch], setting,
+                               seeds, args.history_seeds, args.repeats)}
   if args.catalogs:
     tables["scaling"] = scaling(
         model.code_table(params), model.config.num_digits, args.catalogs,
-        args.batch, args.beams, args.edges, args.steps, args.num_seeds,
-        args.repeats)
+        args.batch, setting, args.num_seeds, args.repeats)
   for name, rows in tables.items():
     if args.json:
       for row in rows:

@@ -161,7 +161,8 @@ def _graph_setup(seed=0):
 
 
 @pytest.mark.parametrize("exclude", [False, True])
-def test_complete_graph_equals_exact_scoring(exclude):
+@pytest.mark.parametrize("expand", [None, 1])
+def test_complete_graph_equals_exact_scoring(exclude, expand):
   model, params, hist, log_p = _graph_setup()
   graph = graph_lib.build_graph(model.code_table(params), model.codes,
                                 num_edges=N - 1)
@@ -169,15 +170,64 @@ def test_complete_graph_equals_exact_scoring(exclude):
   items, scores, scored = graph_lib.graph_decode(
       log_p, model.codes, graph.neighbors, graph_lib.seed_items(N, 4),
       hist[:, -2:], excluded, k=5, num_beams=8, num_steps=1,
-      count_scored=True)
+      num_expand=expand, count_scored=True)
   exact, exact_scores = top_k_items(
       catalog_scores(log_p, model.codes), 5, excluded)
   np.testing.assert_array_equal(np.asarray(items), np.asarray(exact))
   np.testing.assert_allclose(scores, exact_scores, rtol=1e-5)
-  assert np.all(np.asarray(scored) <= N + 4 + 2 * (N - 1) + 2)
+  np.testing.assert_array_equal(scored, N)  # Every item, counted once.
   if exclude:
     for row, h in zip(np.asarray(items), hist):
       assert not set(row) & set(h[h >= 0])
+
+
+def _reference_walk(scores, neighbors, seeds, history, excluded, k, beams,
+                    steps, expand):
+  """The walk of `graph_decode` with Python sets, for one user."""
+  excluded = set(excluded[excluded >= 0].tolist())
+  score = lambda i: -np.inf if i in excluded else scores[i]
+  start = list(seeds) + [max(h, 0) for h in history]
+  for h in history:
+    start += list(neighbors[h]) if h >= 0 else [seeds[0]] * neighbors.shape[1]
+  best = lambda cand: sorted(
+      {i for i in cand if np.isfinite(score(i))},
+      key=lambda i: (-score(i), i))[:beams]
+  kept, visited, expanded = best(start), set(start), set()
+  for _ in range(steps):
+    chosen = [i for i in kept if i not in expanded][:expand]
+    expanded.update(chosen)
+    new = [j for i in chosen for j in neighbors[i]]
+    visited.update(new)
+    kept = best(kept + new)
+  return kept[:k], len(visited)
+
+
+@hypothesis.settings(max_examples=15, deadline=None)
+@hypothesis.given(edges=st.integers(1, 6), beams=st.integers(5, 10),
+                  steps=st.integers(0, 4), expand=st.integers(1, 10),
+                  seed=st.integers(0, 50))
+# Found by CI: fewer start candidates (7) than beams (8).
+@hypothesis.example(edges=1, beams=8, steps=0, expand=8, seed=0)
+def test_graph_decoding_equals_a_reference_walk(edges, beams, steps, expand,
+                                                seed):
+  # Brute force: the same best-first walk over Python sets gives the same
+  # items and visits the same number of distinct items.
+  model, params, hist, log_p = _graph_setup(seed % 3)
+  graph = graph_lib.build_graph(model.code_table(params), model.codes,
+                                num_edges=edges)
+  seeds = graph_lib.seed_items(N, 3, seed)
+  items, _, scored = graph_lib.graph_decode(
+      log_p, model.codes, graph.neighbors, seeds, hist[:, -2:], hist, k=5,
+      num_beams=beams, num_steps=steps, num_expand=expand,
+      count_scored=True)
+  exact = np.asarray(catalog_scores(log_p, model.codes))
+  for u in range(len(hist)):
+    want, visited = _reference_walk(
+        exact[u], graph.neighbors, seeds, hist[u, -2:], hist[u], 5, beams,
+        steps, min(expand, beams))
+    row = np.asarray(items)[u]
+    assert row[row >= 0].tolist() == want
+    assert int(scored[u]) == visited
 
 
 @hypothesis.settings(max_examples=15, deadline=None)
@@ -215,9 +265,11 @@ def test_best_distinct_equals_sorting_unique_candidates(c, beams, items,
   cand = rng.integers(0, items, (2, c)).astype(np.int32)
   item_score = rng.choice([-np.inf, -2.0, -1.0, -0.5], (2, items))
   scores = np.take_along_axis(item_score, cand, 1).astype(np.float32)
-  got_items, got = graph_lib._best_distinct(  # pylint: disable=protected-access
-      jnp.asarray(cand), jnp.asarray(scores), beams)
+  flags = rng.random((2, c)) < 0.3
+  got_items, got, got_flags = graph_lib._best_distinct(  # pylint: disable=protected-access
+      jnp.asarray(cand), jnp.asarray(scores), beams, jnp.asarray(flags))
   got_items, got = np.asarray(got_items), np.asarray(got)
+  got_flags = np.asarray(got_flags)
   for r in range(2):
     want = sorted(set(cand[r].tolist()),
                   key=lambda i: (-item_score[r, i], i))[:beams]
@@ -226,6 +278,9 @@ def test_best_distinct_equals_sorting_unique_candidates(c, beams, items,
     assert got_items[r][real].tolist() == want
     np.testing.assert_array_equal(got[r][real], item_score[r, want])
     assert np.all(np.isneginf(got[r][~real]))
+    # A kept item is flagged when any of its copies is.
+    assert got_flags[r][real].tolist() == [
+        bool(flags[r][cand[r] == i].any()) for i in want]
 
 
 def test_exact_graph_equals_brute_force_neighbours():
@@ -273,6 +328,15 @@ def test_graph_of_another_catalog_is_refused():
     graph.check(other)
   with pytest.raises(ConfigError, match=r"num_edges=30 must be in \[1, 29\]"):
     graph_lib.build_graph(model.code_table(params), model.codes, N)
+
+
+def test_popular_items_are_the_most_frequent_first():
+  counts = np.array([3, 9, 0, 9, 5])
+  np.testing.assert_array_equal(graph_lib.popular_items(counts, 3),
+                                [1, 3, 4])  # Ties: lower index first.
+  assert graph_lib.popular_items(counts, 10).tolist() == [1, 3, 4, 0, 2]
+  with pytest.raises(ConfigError, match=r"non-empty \[num_items\] array"):
+    graph_lib.popular_items(np.zeros((2, 2)), 3)
 
 
 def test_bad_codes_are_clear_errors():

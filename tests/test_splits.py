@@ -35,6 +35,18 @@ def test_leave_one_out_matches_brute_force(seqs, cap):
     assert out["test"].users[u] == u
 
 
+@hypothesis.settings(max_examples=30, deadline=None)
+@hypothesis.given(st.lists(st.lists(st.integers(0, 30), min_size=3,
+                                    max_size=40), min_size=1, max_size=8))
+def test_train_item_counts_are_each_users_all_but_last_two(seqs):
+  train = splits.leave_one_out(_ds(seqs))["train"]
+  want = np.zeros(40, np.int64)
+  for s in seqs:
+    for item in s[:-2]:
+      want[item] += 1
+  np.testing.assert_array_equal(train.item_counts(40), want)
+
+
 def test_examples_iterator():
   out = splits.leave_one_out(_ds([[1, 2, 3, 4]]))
   ex = list(out["test"].examples())

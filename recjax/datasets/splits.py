@@ -50,6 +50,13 @@ class Split:
   def history(self, i: int) -> np.ndarray:
     return self.history_flat[self.offsets[i]:self.offsets[i + 1]]
 
+  def item_counts(self, num_items: int) -> np.ndarray:
+    """int64 `[num_items]`: how often each item occurs, histories and
+    targets together (in 'train', the training interactions)."""
+    return np.bincount(np.concatenate(
+        [np.asarray(self.history_flat, np.int64),
+         np.asarray(self.targets, np.int64)]), minlength=num_items)
+
   def examples(self) -> Iterator[dict[str, np.ndarray | int]]:
     """Yields `{'user_index', 'history', 'target'}` per example."""
     for i in range(len(self)):

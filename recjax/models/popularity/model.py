@@ -51,9 +51,7 @@ class PopularityModel(CountModel):
     Returns:
       The fitted model.
     """
-    items = np.concatenate([np.asarray(train.history_flat, np.int64),
-                            np.asarray(train.targets, np.int64)])
-    return cls(np.bincount(items, minlength=num_items))
+    return cls(train.item_counts(num_items))
 
   def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
     """The counts, one row per history (histories are not read)."""

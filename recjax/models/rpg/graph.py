@@ -9,12 +9,19 @@ cosine between their codes' embeddings (the model's own table):
   sim(i, j) = (1 / D) sum_d cos(E[d, code_d(i)], E[d, code_d(j)])
             = <v_i, v_j>,  v_i = concat_d normalize(E[d, code_d(i)]) / sqrt(D)
 
-Decoding scores a seed set (a fixed sample of the catalog and the graph
-neighbours of the user's last items), keeps the best `num_beams`, and
-`num_steps` times replaces them by the best of themselves and their
-neighbours. The cost per user is about `num_steps * num_beams * num_edges`
-item scores, independent of the catalog size; every result is a catalog
-item, and with a complete graph the result equals exact scoring.
+A user's item score is, up to a per-user constant, <q, v_i> with q the
+concatenated unit head outputs (the logits are cosines / tau), and every
+v_i has the same norm: top-K items are nearest neighbours of q, and the
+graph is a nearest-neighbour index over the same vectors.
+
+Decoding scores a start set (fixed seed items, best the most popular
+ones, and the user's last items with their neighbours) and keeps the best
+`num_beams`. Each of `num_steps` steps expands the `num_expand` best
+beams not expanded yet: their neighbours are scored and the beams become
+the best of all. The cost per user is about
+`num_seeds + num_steps * num_expand * num_edges` item scores, independent
+of the catalog size; every result is a catalog item, and with a complete
+graph the result equals exact scoring.
 
 Graph building (`build_graph`) is separate and reported separately:
 "exact" compares every pair in blocks (the official code's dense matrix,
@@ -267,11 +274,56 @@ def build_graph(table: np.ndarray, codes: np.ndarray, num_edges: int = 50,
                    method=method, build_seconds=time.time() - start)
 
 
+def compact_codes(codes: np.ndarray) -> np.ndarray:
+  """`codes` in the narrowest unsigned type that holds them.
+
+  With 256 codes per digit an item's 32 codes are 32 bytes, one cache
+  line, instead of 128 as int32: on a catalog too large for the caches,
+  each scored item costs one memory read instead of two to four.
+
+  Args:
+    codes: int `[num_items, D]`, non-negative.
+
+  Returns:
+    uint8, uint16 or int32 codes, same values.
+  """
+  codes = np.asarray(codes)
+  top = int(codes.max()) if codes.size else 0
+  for dtype in (np.uint8, np.uint16):
+    if top <= np.iinfo(dtype).max:
+      return codes.astype(dtype)
+  return codes.astype(np.int32)
+
+
 def seed_items(num_items: int, num_seeds: int, seed: int = 0) -> np.ndarray:
   """A fixed sample of `num_seeds` distinct items (the walk's start)."""
   num_seeds = min(num_seeds, num_items)
   return np.sort(np.random.default_rng(seed).choice(
       num_items, num_seeds, replace=False)).astype(np.int32)
+
+
+def popular_items(counts: np.ndarray, num_seeds: int) -> np.ndarray:
+  """The `num_seeds` most frequent items (ties: lower index first).
+
+  The better start: a top-10 that the model ranks highly for many users
+  is near popular items, so the walk starts where it is likely to end.
+
+  Args:
+    counts: `[num_items]` training interaction counts.
+    num_seeds: items returned (at most the catalog).
+
+  Returns:
+    int32 `[min(num_seeds, num_items)]`, most frequent first.
+
+  Raises:
+    ConfigError: counts that are not a non-empty 1-D array.
+  """
+  counts = np.asarray(counts)
+  if counts.ndim != 1 or not counts.size:
+    raise ConfigError(f"counts must be a non-empty [num_items] array, got "
+                      f"shape {counts.shape}.")
+  order = np.argsort(-counts.astype(np.float64), kind="stable")
+  return order[:num_seeds].astype(np.int32)
 
 
 def _distinct_count(cand: Array) -> Array:
@@ -282,8 +334,9 @@ def _distinct_count(cand: Array) -> Array:
       axis=1), axis=1).astype(jnp.int32)
 
 
-def _best_distinct(cand: Array, scores: Array, num_beams: int
-                   ) -> tuple[Array, Array]:
+def _best_distinct(cand: Array, scores: Array, num_beams: int,
+                   flags: Array | None = None
+                   ) -> tuple[Array, Array, Array]:
   """The `num_beams` best distinct items of each row, best first.
 
   Order: score descending, then item ascending (as `top_k` over the
@@ -297,24 +350,30 @@ def _best_distinct(cand: Array, scores: Array, num_beams: int
     cand: int32 `[batch, C]` items (repeats allowed).
     scores: float32 `[batch, C]` their scores (-inf = never chosen first).
     num_beams: items kept.
+    flags: optional bool `[batch, C]`; a kept item's flag is true when
+      any of its copies' is (the walk's "already expanded" mark).
 
   Returns:
-    `(items, scores)`, int32 / float32 `[batch, num_beams]`.
+    `(items, scores, flags)`, int32 / float32 / bool `[batch, num_beams]`.
   """
   big = jnp.iinfo(jnp.int32).max
 
   def pick(j, carry):
-    scores, items, tops = carry
+    scores, items, tops, kept = carry
     top = jnp.max(scores, axis=1)
     item = jnp.min(jnp.where(scores == top[:, None], cand, big), axis=1)
-    scores = jnp.where(cand == item[:, None], -jnp.inf, scores)
-    return (scores, items.at[:, j].set(item), tops.at[:, j].set(top))
+    copies = cand == item[:, None]
+    scores = jnp.where(copies, -jnp.inf, scores)
+    if flags is not None:  # (A constant all-false `flags` makes XLA slow.)
+      kept = kept.at[:, j].set(jnp.any(copies & flags, axis=1))
+    return (scores, items.at[:, j].set(item), tops.at[:, j].set(top), kept)
 
   b = cand.shape[0]
   init = (scores, jnp.zeros((b, num_beams), jnp.int32),
-          jnp.zeros((b, num_beams), jnp.float32))
-  _, items, tops = jax.lax.fori_loop(0, num_beams, pick, init)
-  return items, tops
+          jnp.zeros((b, num_beams), jnp.float32),
+          jnp.zeros((b, num_beams), bool))
+  _, items, tops, kept = jax.lax.fori_loop(0, num_beams, pick, init)
+  return items, tops, kept
 
 
 def _excluded(cand: Array, excluded: Array | None) -> Array:
@@ -326,37 +385,47 @@ def _excluded(cand: Array, excluded: Array | None) -> Array:
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_beams", "num_steps",
-                                             "count_scored"))
+                                             "num_expand", "count_scored"))
 def graph_decode(log_probs: Array, codes: Array, neighbors: Array,
                  seeds: Array, history: Array, excluded: Array | None,
                  *, k: int, num_beams: int, num_steps: int,
-                 count_scored: bool = False
+                 num_expand: int | None = None, count_scored: bool = False
                  ) -> tuple[Array, Array, Array]:
   """Top-`k` items by beams over the item graph.
 
+  The walk keeps the `num_beams` best items scored so far. Each step
+  expands the `num_expand` best beams not expanded yet: their neighbours
+  are scored and the beams become the best of themselves and those. With
+  `num_expand=None` every beam is expanded at every step (the paper's
+  propagation); a beam expanded once adds nothing new when expanded again,
+  so a smaller `num_expand` with more steps reaches further for the same
+  number of scores (best-first search, as in graph ANN indexes).
+
   Args:
     log_probs: float `[batch, D, M]` digit log-probs of each user.
-    codes: int `[num_items, D]`.
+    codes: int `[num_items, D]`; `compact_codes` for large catalogs.
     neighbors: int `[num_items, E]` (`ItemGraph.neighbors`).
-    seeds: int `[S]` fixed start items.
-    history: int `[batch, h]` the user's last items (-1 = none), whose
-      neighbours join the start set.
+    seeds: int `[S]` fixed start items (`popular_items`, `seed_items`).
+    history: int `[batch, h]` the user's last items (-1 = none), which
+      join the start set with their neighbours.
     excluded: optional int `[batch, m]` items never returned (-1 padded).
     k: results per user (`<= num_beams`).
     num_beams: items kept per step.
-    num_steps: propagation steps.
-    count_scored: also count the distinct items scored per user (a sort
-      per step: for the cost table of `benchmarks/rpg_decode.py`, not for
-      serving).
+    num_steps: expansion steps.
+    num_expand: beams expanded per step (`<= num_beams`; None = all).
+    count_scored: also count the distinct items scored per user over the
+      whole walk (a sort: for the cost table of `benchmarks/rpg_decode.py`,
+      not for serving).
 
   Returns:
     `(items, scores, scored)`: int32 / float32 `[batch, k]`, best first
     (-1 / -inf when fewer than `k` items are reachable), and int32
-    `[batch]` the number of distinct item scores computed per user (a
-    step's repeats counted once; the cost), zeros unless `count_scored`.
+    `[batch]` the number of distinct items whose score the walk computed
+    (the catalog share it visited), zeros unless `count_scored`.
   """
   b = log_probs.shape[0]
-  codes = jnp.asarray(codes, jnp.int32)
+  expand = num_beams if num_expand is None else min(num_expand, num_beams)
+  codes = jnp.asarray(codes)
   neighbors = jnp.asarray(neighbors, jnp.int32)
   history = jnp.asarray(history, jnp.int32)
   hist_nb = jnp.take(neighbors, jnp.maximum(history, 0), axis=0)
@@ -365,19 +434,29 @@ def graph_decode(log_probs: Array, codes: Array, neighbors: Array,
       [jnp.broadcast_to(seeds[None], (b, seeds.shape[0])),
        jnp.maximum(history, 0), hist_nb.reshape(b, -1)], axis=1)
 
-  def best(cand: Array) -> tuple[Array, Array, Array]:
+  def score(cand: Array) -> Array:
     scores = candidate_scores(log_probs, codes, cand)
-    scores = jnp.where(_excluded(cand, excluded), -jnp.inf, scores)
-    top_items, top = _best_distinct(cand, scores, num_beams)
-    # Distinct candidates (excluded ones were scored too).
-    distinct = (_distinct_count(cand) if count_scored
-                else jnp.zeros((b,), jnp.int32))
-    return top_items, top, distinct
+    return jnp.where(_excluded(cand, excluded), -jnp.inf, scores)
 
-  beams, top, scored = best(start)
+  beams, top, expanded = _best_distinct(start, score(start), num_beams)
+  visited = [start]
+  rows = jnp.arange(b)[:, None]
   for _ in range(num_steps):
-    nb = jnp.take(neighbors, beams, axis=0).reshape(b, -1)
-    beams, top, distinct = best(jnp.concatenate([beams, nb], axis=1))
-    scored = scored + distinct
+    # The best beams not expanded yet (-inf beams are never worth it).
+    priority = jnp.where(expanded | jnp.isneginf(top), -jnp.inf, top)
+    chosen_priority, chosen = jax.lax.top_k(priority, expand)
+    expanded = expanded.at[rows, chosen].set(True)
+    nb = jnp.take(neighbors, jnp.take_along_axis(beams, chosen, 1), axis=0)
+    # Fewer than `expand` beams left to expand: the others add the best
+    # beam again (already scored), so no new item is visited.
+    nb = jnp.where(jnp.isneginf(chosen_priority)[..., None], beams[:, :1, None],
+                   nb).reshape(b, -1)
+    visited.append(nb)
+    beams, top, expanded = _best_distinct(
+        jnp.concatenate([beams, nb], axis=1),
+        jnp.concatenate([top, score(nb)], axis=1), num_beams,
+        jnp.concatenate([expanded, jnp.zeros(nb.shape, bool)], axis=1))
+  scored = (_distinct_count(jnp.concatenate(visited, axis=1))
+            if count_scored else jnp.zeros((b,), jnp.int32))
   items = jnp.where(jnp.isneginf(top[:, :k]), -1, beams[:, :k])
   return items.astype(jnp.int32), top[:, :k], scored.astype(jnp.int32)

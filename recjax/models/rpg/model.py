@@ -257,13 +257,15 @@ def candidate_scores(log_probs: Array, codes: Array,
 
   Args:
     log_probs: float `[batch, D, M]`.
-    codes: int `[num_items, D]`.
+    codes: int `[num_items, D]`, any integer type (`graph.compact_codes`:
+      uint8 codes make the gather read a quarter of the bytes).
     candidates: int `[batch, C]` item indices (>= 0).
 
   Returns:
     float32 `[batch, C]`, equal to `catalog_scores` at those items.
   """
-  cand_codes = jnp.take(jnp.asarray(codes, jnp.int32), candidates, axis=0)
+  # Gather, then widen: widening the catalog first would copy all of it.
+  cand_codes = jnp.take(codes, candidates, axis=0).astype(jnp.int32)
   b, c, d = cand_codes.shape
   flat = log_probs.reshape(b, -1)
   index = cand_codes + jnp.arange(d) * log_probs.shape[-1]
