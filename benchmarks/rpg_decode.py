@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--history_seeds", type=int, default=2)
   p.add_argument("--catalogs", type=int, nargs="*", default=[],
                  help="synthetic catalog sizes of the scaling table")
+  p.add_argument("--tables", default="agreement,throughput,scaling",
+                 help="which tables to measure (scaling needs --catalogs)")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--json", action="store_true", help="one JSON per row")
   args = p.parse_args(argv)
@@ -223,12 +225,16 @@ def main(argv: list[str] | None = None) -> None:
   seeds = start_items(item_data, args.seeds, args.num_seeds)
   print(f"start: the {len(seeds)} {args.seeds} items and the users' last "
         f"{args.history_seeds} items with their neighbours", flush=True)
-  tables = {
-      "agreement": agreement(model, params, hist, settings, seeds,
-                             args.history_seeds),
-      "throughput": throughput(model, params, hist[:args.batch], setting,
-                               seeds, args.history_seeds, args.repeats)}
-  if args.catalogs:
+  wanted = set(args.tables.split(","))
+  tables = {}
+  if "agreement" in wanted:
+    tables["agreement"] = agreement(model, params, hist, settings, seeds,
+                                    args.history_seeds)
+  if "throughput" in wanted:
+    tables["throughput"] = throughput(model, params, hist[:args.batch],
+                                      setting, seeds, args.history_seeds,
+                                      args.repeats)
+  if args.catalogs and "scaling" in wanted:
     tables["scaling"] = scaling(
         model.code_table(params), model.config.num_digits, args.catalogs,
         args.batch, setting, args.num_seeds, args.repeats)

@@ -33,7 +33,8 @@ registry.register_family(registry.FamilySpec(
            "generative model here (TIGER's best recipe .0398), 98% of "
            "SASRec and `markov` (.0509), within one std but not above; "
            "mixed with `markov` .0613 ± .0008, above both and above "
-           "SASRec + markov (.0552). Beauty is training."),
+           "SASRec + markov (.0552). Beauty (seed 0): .0387, below SASRec "
+           "(.0424) and `markov` (.0458); with `markov` .0510."),
     factory="recjax.models.rpg.make_rpg",
     description=(
         "A generative recommender over long semantic IDs: every item has "
