@@ -39,9 +39,11 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import decode as tiger_decode  # noqa: E402
 
 from recjax import eval_items  # noqa: E402
+from recjax.errors import ConfigError  # noqa: E402
 from recjax.models.base import top_k_items  # noqa: E402
 from recjax.models.rpg import catalog_scores  # noqa: E402
 from recjax.models.rpg import graph as graph_lib  # noqa: E402
+from recjax.models.rpg.serving import GraphSetting  # noqa: E402
 from recjax.trie import ItemTrie  # noqa: E402
 
 K = 10
@@ -78,11 +80,11 @@ def start_items(item_data, kind: str, num_seeds: int) -> np.ndarray:
 
 def _setting(text: str) -> tuple[int, int, int, int | None]:
   """"BxExS" or "BxExSxX" (X beams expanded per step; default all)."""
-  vals = [int(v) for v in text.split("x")]
-  if len(vals) not in (3, 4):
-    raise SystemExit(f"--settings: {text!r} is not beams x edges x steps "
-                     "[x expand], e.g. 20x50x6x4.")
-  return (*vals, None) if len(vals) == 3 else tuple(vals)
+  try:
+    s = GraphSetting.parse(text)
+  except ConfigError as e:
+    raise SystemExit(f"--settings: {e}") from e
+  return s.num_beams, s.num_edges, s.num_steps, s.num_expand
 
 
 def agreement(model, params, hist: np.ndarray, settings,

@@ -132,7 +132,8 @@ def register_run_task(desc: Mapping[str, Any]) -> None:
 def evaluate_run(model_dir: str, split: str = "test",
                  checkpoint: str = "best", write_predictions: bool = False,
                  output_dir: str | None = None,
-                 bindings: Sequence[str] = ()) -> dict[str, float]:
+                 bindings: Sequence[str] = (),
+                 decoding: str = "exact") -> dict[str, float]:
   """Evaluates any run directory from what it says about itself.
 
   Reads `run.json` and `config.gin` (see `run_lib.describe_run`), rebuilds
@@ -151,6 +152,9 @@ def evaluate_run(model_dir: str, split: str = "test",
       `model_dir`).
     bindings: gin bindings applied over the run's config (e.g.
       `recjax.evaluation.EvalConfig.num_decodes = 50`).
+    decoding: "exact", or an item-level family's approximate decoder
+      (RPG: "graph" or "graph:BxExS[xX]"); results go to
+      `eval_<split>_<decoder>.json`.
 
   Returns:
     `{"step": ..., f"{split}/<metric>": ..., f"{split}_excl/<metric>": ...}`.
@@ -165,6 +169,12 @@ def evaluate_run(model_dir: str, split: str = "test",
   desc = run_lib.read_run(model_dir)
   kind, entry = desc["kind"], desc["entry"]
   out = pathlib.Path(output_dir or model_dir)
+  if decoding != "exact" and kind != "item":
+    raise ConfigError(
+        f"decoding={decoding!r}: {model_dir} is a {kind!r} run, which "
+        "ranks by " + ("its counts" if kind == "count" else
+                       "trie-constrained beam search") +
+        "; only item-level families have other decoders (RPG: graph).")
   if kind == "count":
     from recjax import train_counts  # pylint: disable=g-import-not-at-top
     results, lists = train_counts.evaluate_counts(model_dir, desc, split)
@@ -190,7 +200,7 @@ def evaluate_run(model_dir: str, split: str = "test",
           eval_config=_train_arg(entry, "eval_config"),
           embeddings_dir=_train_arg(entry, "embeddings_dir"), split=split,
           checkpoint=checkpoint, write_predictions=write_predictions,
-          output_dir=output_dir)
+          output_dir=output_dir, decoding=decoding)
     if kind != "generative":
       raise ConfigError(f"{model_dir}/{run_lib.RUN_FILE}: unknown kind "
                         f"{kind!r}.")
@@ -223,13 +233,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
                         choices=("best", "latest"))
     parser.add_argument("--write_predictions", action="store_true")
     parser.add_argument("--output_dir", default=None)
+    parser.add_argument("--decoding", default="exact",
+                        help="exact, or graph[:BxExS[xX]] (RPG runs: beams "
+                        "over the item graph)")
     quiet.add_verbose_flag(parser)
     args, rest = parser.parse_known_args(argv)
     bindings = run_lib.gin_bindings(parser, rest)
     run_lib.quiet_logging()
     try:
       out = evaluate_run(args.model_dir, args.split, args.checkpoint,
-                         args.write_predictions, args.output_dir, bindings)
+                         args.write_predictions, args.output_dir, bindings,
+                         args.decoding)
     except RecjaxError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)

@@ -119,7 +119,8 @@ def evaluate_items(*, model_dir: str,
                    split: str = "test",
                    checkpoint: str = "best",
                    write_predictions: bool = False,
-                   output_dir: str | None = None) -> dict[str, float]:
+                   output_dir: str | None = None,
+                   decoding: str = "exact") -> dict[str, float]:
   """Ranks the catalog for every user of `split` with a trained run.
 
   Args:
@@ -133,6 +134,10 @@ def evaluate_items(*, model_dir: str,
     checkpoint: 'best' (by validation) or 'latest'.
     write_predictions: also write the ranked lists of both policies.
     output_dir: where the JSON and the lists go (default: `model_dir`).
+    decoding: "exact" (full-catalog scores), or a decoder of the model's
+      family (`ItemModel.with_decoding`; RPG: "graph[:BxExS[xX]]"). Other
+      decodings write `eval_<split>_<decoder>.json` and
+      `predictions_<split>[_excl]_<decoder>.npz`.
 
   Returns:
     `{'step': restored step, f'{split}/<metric>': ...,
@@ -151,6 +156,10 @@ def evaluate_items(*, model_dir: str,
   item_data, model, params, step = restore(
       model_dir, data, model_fn, embeddings_dir, checkpoint)
   batches = item_data.eval_batches(split)  # Checks the split name.
+  model = model.with_decoding(
+      decoding, params,
+      item_data.splits["train"].item_counts(item_data.num_items))
+  suffix = "" if decoding == "exact" else "_" + decoding.split(":")[0]
   evaluator = evaluation.RankingEvaluator(model, config=eval_config)
   every, unseen = evaluator.predict_both(params, batches)
   results: dict[str, float] = {"step": float(step)}
@@ -159,9 +168,9 @@ def evaluate_items(*, model_dir: str,
     for key, value in evaluator.metrics(predictions).items():
       results[f"{prefix}/{key}"] = float(value)
     if write_predictions:
-      io_utils.save_npz_atomic(out / f"predictions_{prefix}.npz",
+      io_utils.save_npz_atomic(out / f"predictions_{prefix}{suffix}.npz",
                                **predictions._asdict())
-  run_lib.write_json(out / f"eval_{split}.json", results)
+  run_lib.write_json(out / f"eval_{split}{suffix}.json", results)
   return results
 
 

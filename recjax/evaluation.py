@@ -207,6 +207,9 @@ class _CatalogRanker:
                  excluded: jax.Array
                  ) -> tuple[tuple[jax.Array, jax.Array],
                             tuple[jax.Array, jax.Array]]:
+    if not self.model.exact_ranking:  # E.g. RPG's graph decoding.
+      return (self._predict_impl(params, input_items, None),
+              self._predict_impl(params, input_items, excluded))
     scores = self.model.item_scores(params, {"input_items": input_items})
     return (top_k_items(scores, self.k),
             top_k_items(scores, self.k, excluded))

@@ -297,8 +297,8 @@ def _item_batches(requests: Sequence[Request], max_length: int,
 def infer_run(model_dir: str, output: str, histories: str | None = None,
               split: str = "test", num_decodes: int = 20,
               keep_history: bool = False, checkpoint: str = "best",
-              batch_size: int = 256, bindings: Sequence[str] = ()
-              ) -> pathlib.Path:
+              batch_size: int = 256, bindings: Sequence[str] = (),
+              decoding: str = "exact") -> pathlib.Path:
   """Top-K recommendations of any run directory, as JSONL.
 
   Everything about the model and its data comes from the run directory
@@ -317,6 +317,8 @@ def infer_run(model_dir: str, output: str, histories: str | None = None,
     checkpoint: 'best' or 'latest'.
     batch_size: users per batch.
     bindings: gin bindings over the run's config.
+    decoding: "exact", or an item-level family's approximate decoder
+      (RPG: "graph" or "graph:BxExS[xX]", beams over its item graph).
 
   Returns:
     The output path.
@@ -330,6 +332,10 @@ def infer_run(model_dir: str, output: str, histories: str | None = None,
     raise ConfigError(f"split={split!r}: use 'validation' or 'test'.")
   desc = run_lib.read_run(model_dir)
   kind, entry = desc["kind"], desc["entry"]
+  if decoding != "exact" and kind != "item":
+    raise ConfigError(
+        f"decoding={decoding!r}: {model_dir} is a {kind!r} run; only "
+        "item-level families have other decoders (RPG: graph).")
   print(f"infer: {'keeping' if keep_history else 'excluding'} each user's "
         "own history" + ("" if keep_history else
                          " (--keep_history to allow it)"), flush=True)
@@ -361,9 +367,6 @@ def infer_run(model_dir: str, output: str, histories: str | None = None,
       requests = (read_histories(histories, ds) if histories else
                   split_requests(ds, split))
       catalog = ds.items.original_ids
-      evaluator = evaluation.RankingEvaluator(
-          model, config=evaluation.EvalConfig(
-              num_decodes=num_decodes, exclude_seen=not keep_history))
       batches = _item_batches(requests, data.max_length, batch_size)
     else:
       from recjax import tasks  # pylint: disable=g-import-not-at-top
@@ -401,6 +404,15 @@ def infer_run(model_dir: str, output: str, histories: str | None = None,
     finally:
       ckpt.close()
     params = jax.tree.map(jax.numpy.asarray, params)
+    if kind == "item":
+      model = model.with_decoding(
+          decoding, params,
+          item_data.splits["train"].item_counts(ds.num_items))
+      if decoding != "exact":
+        print(f"infer: decoding {decoding}", flush=True)
+      evaluator = evaluation.RankingEvaluator(
+          model, config=evaluation.EvalConfig(
+              num_decodes=num_decodes, exclude_seen=not keep_history))
     return write_recommendations(
         output, requests, catalog,
         (evaluator.recommend(params, batch)[:2] + (real,)
@@ -429,6 +441,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   parser.add_argument("--checkpoint", default="best",
                       choices=("best", "latest"))
   parser.add_argument("--batch_size", type=int, default=256)
+  parser.add_argument("--decoding", default="exact",
+                      help="exact, or graph[:BxExS[xX]] (RPG runs: beams "
+                      "over the item graph)")
   quiet.add_verbose_flag(parser)
   args, rest = parser.parse_known_args(argv)
   bindings = run_lib.gin_bindings(parser, rest)
@@ -436,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   try:
     return infer_run(args.model_dir, args.output, args.histories, args.split,
                      args.num_decodes, args.keep_history, args.checkpoint,
-                     args.batch_size, bindings)
+                     args.batch_size, bindings, args.decoding)
   except RecjaxError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -212,6 +212,38 @@ class ItemModel(BaseModel):
 
   # -- inference ---------------------------------------------------------------
 
+  # True when `predict_batch_with_aux` ranks `item_scores` exactly (then
+  # both history policies come from one `item_scores` call).
+  exact_ranking: bool = True
+
+  def with_decoding(self, decoding: str, params: PyTree,
+                    item_counts: np.ndarray | None = None) -> ItemModel:
+    """This model, ranking the catalog by `decoding`.
+
+    Item-level families rank by exact scores ("exact", this model).
+    A family with an approximate decoder (RPG's item graph) overrides
+    this and returns a model whose `predict_batch_with_aux` uses it.
+
+    Args:
+      decoding: "exact", or a decoder the family names.
+      params: the trained parameters (a decoder may index them).
+      item_counts: `[num_items]` training interaction counts (a decoder
+        may start from popular items).
+
+    Returns:
+      A model with the same parameters and scores.
+
+    Raises:
+      ConfigError: a decoding this family does not have.
+    """
+    del params, item_counts
+    if decoding == "exact":
+      return self
+    raise ConfigError(
+        f"decoding={decoding!r}: {type(self).__name__} ranks the catalog "
+        "by exact scores only; use decoding 'exact' (graph decoding is "
+        "RPG's).")
+
   def score_batch(self, params: PyTree, batch: Batch) -> Array:
     """Log-softmax score of each row's `target_item`, float32 `[batch]`."""
     log_p = jax.nn.log_softmax(self.item_scores(params, batch), axis=-1)

@@ -402,6 +402,31 @@ class RPGModel(ItemModel):
     return catalog_scores(self.last_log_probs(params, batch),
                           jnp.asarray(self.codes))
 
+  def with_decoding(self, decoding: str, params: PyTree,
+                    item_counts: np.ndarray | None = None) -> ItemModel:
+    """This model ranking exactly, or by beams over its item graph.
+
+    Args:
+      decoding: "exact", "graph" (20 beams, 50 edges, 6 steps expanding
+        4 beams, 128 popular start items) or "graph:BxExS[xX]".
+      params: the trained parameters (the graph is built from their code
+        table, for these parameters only).
+      item_counts: `[num_items]` training counts: the walk starts at the
+        most popular items (None: a fixed random sample).
+
+    Returns:
+      This model, or a `serving.GraphDecodedRPG` over it.
+
+    Raises:
+      ConfigError: an unknown decoding or a malformed setting.
+    """
+    if decoding == "exact":
+      return self
+    from recjax.models.rpg import serving  # pylint: disable=g-import-not-at-top
+    return serving.GraphDecodedRPG(self, params,
+                                   serving.GraphSetting.parse(decoding),
+                                   item_counts)
+
   def code_table(self, params: PyTree) -> np.ndarray:
     """The code embedding table `[num_digits, codebook_size, hidden]`."""
     return np.asarray(jax.device_get(
