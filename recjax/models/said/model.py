@@ -94,6 +94,17 @@ class SAIDEmbedder(nn.Module):
     return x.reshape(*x.shape[:-1], cfg.num_prompt_tokens, self.lm_width)
 
 
+def embedder_vectors(embedder: SAIDEmbedder, params: PyTree,
+                     batch_size: int = 4096) -> np.ndarray:
+  """Every item's flattened soft prompts, float32 `[N, k * W]`."""
+  fn = jax.jit(lambda p, items: embedder.apply({"params": p}, items))
+  out = []
+  for start in range(0, embedder.num_items, batch_size):
+    items = np.arange(start, min(start + batch_size, embedder.num_items))
+    out.append(np.asarray(fn(params, items)).reshape(len(items), -1))
+  return np.concatenate(out).astype(np.float32)
+
+
 class SAIDModel(BaseModel):
   """Trains `SAIDEmbedder` through a frozen `CausalLM` (the Trainer's model).
 
@@ -135,12 +146,7 @@ class SAIDModel(BaseModel):
   def item_vectors(self, params: PyTree, batch_size: int = 4096
                    ) -> np.ndarray:
     """Stage 2's frozen item vectors: flattened soft prompts `[N, k*W]`."""
-    fn = jax.jit(self.prompts)
-    out = []
-    for start in range(0, self.num_items, batch_size):
-      items = np.arange(start, min(start + batch_size, self.num_items))
-      out.append(np.asarray(fn(params, items)).reshape(len(items), -1))
-    return np.concatenate(out).astype(np.float32)
+    return embedder_vectors(self.embedder, params, batch_size)
 
   def token_logits(self, params: PyTree, batch: Batch) -> Array:
     """LM logits `[B, T, vocab]` predicting each text token."""

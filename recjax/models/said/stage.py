@@ -21,6 +21,7 @@ import logging
 import os
 import pathlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -102,6 +103,91 @@ def tokenize_items(lm, texts: Sequence[str], max_length: int
   return tokens, mask
 
 
+def stage_inputs(dataset: CanonicalDataset, texts: Sequence[str],
+                 lm_path: pathlib.Path, config: SAIDStageConfig
+                 ) -> tuple[dict[str, Any], str]:
+  """What the stage's result depends on, and its hash (the run's key)."""
+  from recjax import text_encoders  # pylint: disable=g-import-not-at-top
+  inputs = {
+      "stage_version": _STAGE_VERSION, "method": "said",
+      "dataset_fingerprint": dataset.fingerprint(),
+      "texts_sha256": hashlib.sha256("\x00".join(texts).encode()).hexdigest(),
+      "model_fingerprint": text_encoders.model_fingerprint(lm_path),
+      "config": dataclasses.asdict(config),
+  }
+  return inputs, embed.config_hash(inputs)
+
+
+def train_stage(lm, tokens: np.ndarray, mask: np.ndarray,
+                config: SAIDStageConfig, run_dir: pathlib.Path,
+                input_hash: str, label: str
+                ) -> tuple[Any, dict[str, Any]]:
+  """Trains (or resumes) stage 1 on tokenised item texts.
+
+  Args:
+    lm: the frozen `CausalLM`.
+    tokens: int32 `[N, T]` right-padded item text tokens.
+    mask: int32 `[N, T]`, 1 on real tokens.
+    config: training settings.
+    run_dir: the training run (checkpoints, `history.jsonl`).
+    input_hash: the stage's input hash (checked on resume).
+    label: what the progress line names (the dataset).
+
+  Returns:
+    `(params, facts)`: the embedder's trained parameters, and `{"run_dir",
+    "train_steps", "final_train_loss"}`.
+  """
+  n = len(tokens)
+  batch_size = min(config.batch_size, n)
+  source = ArrayBatches({"items": np.arange(n, dtype=np.int32),
+                         "tokens": tokens, "text_mask": mask}, batch_size,
+                        shuffle=True, seed=config.seed)
+  steps = config.num_epochs * source.num_batches
+  model = SAIDModel(config.model, lm, n)
+  optimizer = optimizers.OptimizerConfig(
+      name="adamw", grad_clip_norm=1.0,
+      schedule=optimizers.ScheduleConfig(
+          kind="cosine", learning_rate=config.learning_rate,
+          warmup_steps=min(config.warmup_steps, max(steps - 1, 0))))
+  trainer = trainer_lib.Trainer(
+      model, optimizer,
+      trainer_lib.TrainerConfig(
+          num_train_steps=steps, batch_size=batch_size, seed=config.seed,
+          log_period=config.log_period,
+          checkpoint_period=config.checkpoint_period, best_metric=None,
+          async_checkpoints=False),
+      source.input_shapes, str(run_dir),
+      meta={"method": "said", "input_hash": input_hash})
+  print(f"said: {n:,} items of {label}, text {tokens.shape[1]} "
+        f"tokens, {source.num_batches} steps/epoch x {config.num_epochs} "
+        f"epochs; run {run_dir}", flush=True)
+
+  class _Source:
+    def batches(self, start_step: int):
+      return source.iterate(start_step)
+
+  state = trainer.train(_Source())
+  history = [json.loads(line) for line in
+             (run_dir / "history.jsonl").read_text().splitlines()
+             if line.strip()] if (run_dir / "history.jsonl").exists() else []
+  losses = [r["train/loss"] for r in history if "train/loss" in r]
+  return state.params, {"run_dir": str(run_dir), "train_steps": steps,
+                        "final_train_loss": losses[-1] if losses else None}
+
+
+def write_vectors(out: pathlib.Path, vectors: np.ndarray,
+                  manifest: dict[str, Any]) -> pathlib.Path:
+  """Writes the embed-stage directory `out` atomically."""
+  manifest = dict(manifest, num_items=int(vectors.shape[0]),
+                  dim=int(vectors.shape[1]), dtype="float32",
+                  checksum=embed.array_checksum(vectors))
+  with atomic_directory(out) as tmp:
+    np.save(tmp / embed.EMBEDDINGS_FILE, vectors)
+    with open(tmp / embed.MANIFEST_FILE, "w", encoding="utf-8") as f:
+      json.dump(manifest, f, indent=2, sort_keys=True, default=str)
+  return out
+
+
 def said_stage(dataset_dir: str | os.PathLike[str],
                out_dir: str | os.PathLike[str],
                config: SAIDStageConfig | None = None,
@@ -129,14 +215,7 @@ def said_stage(dataset_dir: str | os.PathLike[str],
   dataset = CanonicalDataset.load(dataset_dir)
   texts = embed.render_texts(dataset.items, config.template)
   lm_path = text_encoders.resolve_model(config.lm)
-  inputs = {
-      "stage_version": _STAGE_VERSION, "method": "said",
-      "dataset_fingerprint": dataset.fingerprint(),
-      "texts_sha256": hashlib.sha256("\x00".join(texts).encode()).hexdigest(),
-      "model_fingerprint": text_encoders.model_fingerprint(lm_path),
-      "config": dataclasses.asdict(config),
-  }
-  input_hash = embed.config_hash(inputs)
+  inputs, input_hash = stage_inputs(dataset, texts, lm_path, config)
   old = embed.read_manifest(out)
   if old and old.get("input_hash") == input_hash and (
       out / embed.EMBEDDINGS_FILE).exists():
@@ -144,58 +223,17 @@ def said_stage(dataset_dir: str | os.PathLike[str],
     return out
   lm = lm or llama.load_causal_lm(lm_path, dtype=config.lm_dtype)
   tokens, mask = tokenize_items(lm, texts, config.max_length)
-  n = len(texts)
-  batch_size = min(config.batch_size, n)
-  source = ArrayBatches({"items": np.arange(n, dtype=np.int32),
-                         "tokens": tokens, "text_mask": mask}, batch_size,
-                        shuffle=True, seed=config.seed)
-  steps = config.num_epochs * source.num_batches
   run_dir = out.with_name(out.name + ".run") / input_hash[:12]
-  model = SAIDModel(config.model, lm, n)
-  optimizer = optimizers.OptimizerConfig(
-      name="adamw", grad_clip_norm=1.0,
-      schedule=optimizers.ScheduleConfig(
-          kind="cosine", learning_rate=config.learning_rate,
-          warmup_steps=min(config.warmup_steps, max(steps - 1, 0))))
-  trainer = trainer_lib.Trainer(
-      model, optimizer,
-      trainer_lib.TrainerConfig(
-          num_train_steps=steps, batch_size=batch_size, seed=config.seed,
-          log_period=config.log_period,
-          checkpoint_period=config.checkpoint_period, best_metric=None,
-          async_checkpoints=False),
-      source.input_shapes, str(run_dir),
-      meta={"method": "said", "input_hash": input_hash})
-  print(f"said: {n:,} items of {dataset.name}, text {tokens.shape[1]} "
-        f"tokens, {source.num_batches} steps/epoch x {config.num_epochs} "
-        f"epochs; run {run_dir}", flush=True)
-
-  class _Source:
-    def batches(self, start_step: int):
-      return source.iterate(start_step)
-
-  state = trainer.train(_Source())
-  vectors = embed.postprocess(model.item_vectors(state.params),
-                              config.postprocess)
-  history = [json.loads(line) for line in
-             (run_dir / "history.jsonl").read_text().splitlines()
-             if line.strip()] if (run_dir / "history.jsonl").exists() else []
-  losses = [r["train/loss"] for r in history if "train/loss" in r]
-  manifest = {
+  params, facts = train_stage(lm, tokens, mask, config, run_dir,
+                              input_hash, dataset.name)
+  vectors = embed.postprocess(
+      SAIDModel(config.model, lm, len(texts)).item_vectors(params),
+      config.postprocess)
+  return write_vectors(out, vectors, {
       "model": str(lm_path), "model_name": "said-" + lm.name,
       "method": "said", "template": config.template,
-      "num_items": int(vectors.shape[0]), "dim": int(vectors.shape[1]),
-      "dtype": "float32", "checksum": embed.array_checksum(vectors),
       "dataset": dataset.name, "input_hash": input_hash, "inputs": inputs,
-      "run_dir": str(run_dir), "train_steps": steps,
-      "final_train_loss": losses[-1] if losses else None,
-      "num_empty_texts": embed.count_empty(dataset.items, texts),
-  }
-  with atomic_directory(out) as tmp:
-    np.save(tmp / embed.EMBEDDINGS_FILE, vectors)
-    with open(tmp / embed.MANIFEST_FILE, "w", encoding="utf-8") as f:
-      json.dump(manifest, f, indent=2, sort_keys=True, default=str)
-  return out
+      "num_empty_texts": embed.count_empty(dataset.items, texts), **facts})
 
 
 def main(argv: Sequence[str] | None = None) -> None:
