@@ -12,10 +12,14 @@ Three tables, all measured in one run on this machine:
    IDs, 20 beams) over a catalog of the same size; users/s and the ratio.
 3. Scaling: graph decoding over synthetic catalogs of `--catalogs` items
    (random codes, the trained code table, an IVF graph): users/s per size,
-   the slowdown against the smallest, and each graph's build time.
+   with the codes read from the catalog ("scattered", one row per scored
+   neighbour) and stored inline per item ("inline",
+   `graph.neighbor_codes`), the slowdown of each against its smallest
+   catalog, and each graph's build time.
 
   python benchmarks/rpg_decode.py --model_dir runs/.../rpg-cpu/seed0
   python benchmarks/rpg_decode.py --model_dir D --catalogs 12000 1000000
+  python benchmarks/rpg_decode.py --tables scaling --catalogs 12000 1000000
 """
 
 from __future__ import annotations
@@ -176,24 +180,30 @@ def scaling(table: np.ndarray, num_digits: int, catalogs, batch: int,
     graph = graph_lib.build_graph(table, codes, edges)
     hist = jnp.asarray(rng.integers(0, n, (batch, 2)), jnp.int32)
     seeds = jnp.asarray(graph_lib.seed_items(n, num_seeds))
-    run = functools.partial(
-        graph_lib.graph_decode, log_p,
-        jnp.asarray(graph_lib.compact_codes(codes)),
-        jnp.asarray(graph.neighbors), seeds, hist, hist, k=K,
-        num_beams=beams, num_steps=steps, num_expand=expand)
-    t = _timed(functools.partial(_ready, run), repeats)
-    rows.append({"catalog": n, "users_per_s": batch / t,
-                 "graph_build_s": graph.build_seconds,
-                 "graph_method": graph.method})
-  base = rows[0]["users_per_s"]
+    for layout in ("scattered", "inline"):
+      inline = (jnp.asarray(graph_lib.neighbor_codes(codes, graph.neighbors))
+                if layout == "inline" else None)
+      run = functools.partial(
+          graph_lib.graph_decode, log_p,
+          jnp.asarray(graph_lib.compact_codes(codes)),
+          jnp.asarray(graph.neighbors), seeds, hist, hist, k=K,
+          num_beams=beams, num_steps=steps, num_expand=expand,
+          inline_codes=inline)
+      t = _timed(functools.partial(_ready, run), repeats)
+      rows.append({"catalog": n, "codes": layout, "users_per_s": batch / t,
+                   "graph_build_s": graph.build_seconds,
+                   "graph_method": graph.method})
   for row in rows:
-    row["slowdown"] = base / row["users_per_s"]
+    base = next(r for r in rows if r["codes"] == row["codes"])
+    row["slowdown"] = base["users_per_s"] / row["users_per_s"]
   return rows
 
 
 def main(argv: list[str] | None = None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--model_dir", required=True, help="a trained rpg run")
+  p.add_argument("--model_dir", default=None,
+                 help="a trained rpg run (the scaling table alone runs "
+                 "without one, over a random code table)")
   p.add_argument("--users", type=int, default=2048,
                  help="test users of the agreement table")
   p.add_argument("--batch", type=int, default=256)
@@ -216,18 +226,26 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--json", action="store_true", help="one JSON per row")
   args = p.parse_args(argv)
-
+  wanted = set(args.tables.split(","))
+  setting = _setting(args.setting)
+  if args.model_dir is None:
+    if wanted != {"scaling"} or not args.catalogs:
+      raise SystemExit("--model_dir is needed unless --tables scaling "
+                       "--catalogs N ... (random code table).")
+    table = np.random.default_rng(0).normal(size=(32, 256, 64))
+    _print_tables({"scaling": scaling(
+        table.astype(np.float32), 32, args.catalogs, args.batch, setting,
+        args.num_seeds, args.repeats)}, args.json)
+    return
   item_data, model, params, step = eval_items.load_run(args.model_dir)
   hist = _test_batch(item_data, args.users)["input_items"]
   print(f"{args.model_dir}: step {step}, {model.num_items:,} items, "
         f"{model.config.num_digits} digits, {len(hist):,} test users",
         flush=True)
   settings = [_setting(s) for s in args.settings.split(",")]
-  setting = _setting(args.setting)
   seeds = start_items(item_data, args.seeds, args.num_seeds)
   print(f"start: the {len(seeds)} {args.seeds} items and the users' last "
         f"{args.history_seeds} items with their neighbours", flush=True)
-  wanted = set(args.tables.split(","))
   tables = {}
   if "agreement" in wanted:
     tables["agreement"] = agreement(model, params, hist, settings, seeds,
@@ -240,8 +258,13 @@ def main(argv: list[str] | None = None) -> None:
     tables["scaling"] = scaling(
         model.code_table(params), model.config.num_digits, args.catalogs,
         args.batch, setting, args.num_seeds, args.repeats)
+  _print_tables(tables, args.json)
+
+
+def _print_tables(tables: dict[str, list[dict[str, Any]]],
+                  as_json: bool) -> None:
   for name, rows in tables.items():
-    if args.json:
+    if as_json:
       for row in rows:
         print(json.dumps({"table": name, **row}))
       continue

@@ -216,10 +216,19 @@ def test_graph_decoding_equals_a_reference_walk(edges, beams, steps, expand,
   graph = graph_lib.build_graph(model.code_table(params), model.codes,
                                 num_edges=edges)
   seeds = graph_lib.seed_items(N, 3, seed)
-  items, _, scored = graph_lib.graph_decode(
+  items, scores, scored = graph_lib.graph_decode(
       log_p, model.codes, graph.neighbors, seeds, hist[:, -2:], hist, k=5,
       num_beams=beams, num_steps=steps, num_expand=expand,
       count_scored=True)
+  # The neighbours' codes stored inline give the same walk.
+  inline = graph_lib.neighbor_codes(model.codes, graph.neighbors)
+  assert inline.shape == (N, edges, D) and inline.dtype == np.uint8
+  items_i, scores_i, _ = graph_lib.graph_decode(
+      log_p, model.codes, graph.neighbors, seeds, hist[:, -2:], hist, k=5,
+      num_beams=beams, num_steps=steps, num_expand=expand,
+      inline_codes=inline)
+  np.testing.assert_array_equal(items_i, items)
+  np.testing.assert_array_equal(scores_i, scores)
   exact = np.asarray(catalog_scores(log_p, model.codes))
   for u in range(len(hist)):
     want, visited = _reference_walk(

@@ -68,10 +68,14 @@ def test_a_zero_beam_setting_is_refused():
     GraphSetting.parse("graph:0x5x3")
 
 
+@pytest.mark.parametrize("inline", [False, True])
 @pytest.mark.parametrize("exclude", [False, True])
-def test_complete_graph_ranks_as_exact_scoring(exclude):
+def test_complete_graph_ranks_as_exact_scoring(exclude, inline, monkeypatch):
   """With every item a neighbour of every item, one step from 4 start
-  items reaches the catalog: the walk's top-K is exact top-K."""
+  items reaches the catalog: the walk's top-K is exact top-K (also with
+  the neighbours' codes inline, as for large catalogs)."""
+  from recjax.models.rpg import serving  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(serving, "INLINE_MIN_ITEMS", 0 if inline else N + 1)
   model, params = _model_and_params()
   counts = np.arange(N)[::-1]  # Item 0 most popular.
   graph_model = model.with_decoding(f"graph:8x{N - 1}x1", params, counts)
@@ -80,6 +84,7 @@ def test_complete_graph_ranks_as_exact_scoring(exclude):
   graph_model = GraphDecodedRPG(model, params, GraphSetting(
       num_beams=8, num_edges=N - 1, num_steps=1, num_seeds=4), counts)
   np.testing.assert_array_equal(graph_model.seeds, [0, 1, 2, 3])
+  assert (graph_model._inline is not None) == inline  # pylint: disable=protected-access
   excluded = HIST if exclude else None
   items, aux = graph_model.predict_batch_with_aux(
       params, {"input_items": HIST}, num_decodes=5, excluded_items=excluded)

@@ -265,7 +265,20 @@ def candidate_scores(log_probs: Array, codes: Array,
     float32 `[batch, C]`, equal to `catalog_scores` at those items.
   """
   # Gather, then widen: widening the catalog first would copy all of it.
-  cand_codes = jnp.take(codes, candidates, axis=0).astype(jnp.int32)
+  return code_scores(log_probs, jnp.take(codes, candidates, axis=0))
+
+
+def code_scores(log_probs: Array, cand_codes: Array) -> Array:
+  """Scores of code tuples: `[batch, C]` for codes `[batch, C, D]`.
+
+  Args:
+    log_probs: float `[batch, D, M]`.
+    cand_codes: int `[batch, C, D]` (any integer type).
+
+  Returns:
+    float32 `[batch, C]`, the mean over digits of the codes' log-probs.
+  """
+  cand_codes = jnp.asarray(cand_codes).astype(jnp.int32)
   b, c, d = cand_codes.shape
   flat = log_probs.reshape(b, -1)
   index = cand_codes + jnp.arange(d) * log_probs.shape[-1]
