@@ -50,7 +50,8 @@ registry.register_family(registry.FamilySpec(
     "shared code-embedding input layer, zero-initialised residual SiLU "
     "heads, cosine / tau cross-entropy tied to the input table, exact "
     "catalog scoring, graph-constrained decoding over an exact or IVF "
-    "k-NN graph.",
+    "k-NN graph (best-first from popular items, neighbours' codes inline "
+    "for large catalogs; `eval` / `infer --decoding graph`).",
     assumes="MiniLM item embeddings (the paper: OpenAI "
     "text-embedding-3-large); a CPU width of 64 (the paper: 448).",
     needs=frozenset({registry.SEMANTIC_IDS, registry.TEXT_EMBEDDINGS}),
