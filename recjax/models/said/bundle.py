@@ -353,13 +353,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                    description=__doc__.split("\n")[0])
   sub = parser.add_subparsers(dest="verb", required=True)
   make = sub.add_parser("make", help="write a bundle (here)")
-  make.add_argument("--dataset_dir", required=True)
+  stage_lib.add_config_flags(make)
   make.add_argument("--bundle", required=True)
-  make.add_argument("--lm", default="smollm2_135m")
-  make.add_argument("--epochs", type=int, default=4)
-  make.add_argument("--batch_size", type=int, default=16)
-  make.add_argument("--lm_dtype", default="bfloat16",
-                    choices=("bfloat16", "float32"))
   make.add_argument("--part_mib", type=float, default=54.0)
   run = sub.add_parser("run", help="train from a bundle (the accelerator)")
   run.add_argument("--bundle", required=True)
@@ -379,10 +374,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = parser.parse_args(argv)
   with errors.exit_on_input_error():
     if args.verb == "make":
-      cfg = stage_lib.SAIDStageConfig(
-          lm=args.lm, num_epochs=args.epochs, batch_size=args.batch_size,
-          lm_dtype=args.lm_dtype)
-      out = make_bundle(args.dataset_dir, args.bundle, cfg, args.part_mib)
+      out = make_bundle(args.dataset_dir, args.bundle,
+                        stage_lib.config_of(args), args.part_mib)
       info = read_bundle(out)
       sizes = [p["bytes"] / (1 << 20) for p in info["lm"]["parts"]]
       print(f"wrote {out}: {len(sizes)} LM parts ("

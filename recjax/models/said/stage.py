@@ -236,22 +236,32 @@ def said_stage(dataset_dir: str | os.PathLike[str],
       "num_empty_texts": embed.count_empty(dataset.items, texts), **facts})
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-  """`python -m recjax.models.said` entry point."""
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+  """`--dataset_dir` and the stage settings' flags (`config_of`)."""
   parser.add_argument("--dataset_dir", required=True)
-  parser.add_argument("--out", required=True)
   parser.add_argument("--lm", default="smollm2_135m")
   parser.add_argument("--epochs", type=int, default=4)
   parser.add_argument("--batch_size", type=int, default=16)
   parser.add_argument("--lm_dtype", default="bfloat16",
                       choices=("bfloat16", "float32"))
+
+
+def config_of(args: argparse.Namespace) -> SAIDStageConfig:
+  """The stage settings of `add_config_flags`' flags."""
+  return SAIDStageConfig(lm=args.lm, num_epochs=args.epochs,
+                         batch_size=args.batch_size, lm_dtype=args.lm_dtype)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  """`python -m recjax.models.said` entry point."""
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  add_config_flags(parser)
+  parser.add_argument("--out", required=True)
   quiet.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.WARNING)
   quiet.load_task_layer()  # TensorBoard's writer imports TensorFlow.
-  cfg = SAIDStageConfig(lm=args.lm, num_epochs=args.epochs,
-                        batch_size=args.batch_size, lm_dtype=args.lm_dtype)
+  cfg = config_of(args)
   with errors.exit_on_input_error():
     out = said_stage(args.dataset_dir, args.out, cfg)
   manifest = embed.read_manifest(out)
