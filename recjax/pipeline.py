@@ -22,10 +22,12 @@ tfds}`, and a run per `<root>/<data name>/<method>[-<schedule>]/seed<k>`.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
 import pathlib
+import re
 import time
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -119,6 +121,37 @@ def _settings_key(config: Mapping[str, Any]) -> str:
   """Eight hex digits naming a set of semantic-ID settings."""
   text = json.dumps(dict(config), sort_keys=True, default=str)
   return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+_COLD_BINDING = re.compile(
+    r"ItemDataConfig\.(cold_fraction|cold_seed)\s*=\s*([^\s#]+)")
+
+
+def cold_start_settings(bindings: Sequence[str]) -> dict[str, Any]:
+  """The cold-start protocol's settings bound in gin `bindings`.
+
+  Args:
+    bindings: gin binding strings (e.g. a benchmark's `--gin`).
+
+  Returns:
+    `cold_fraction` and `cold_seed` as bound (the last binding wins), or
+    an empty dict when `cold_fraction` is not bound.
+
+  Raises:
+    ConfigError: a value that is not a number.
+  """
+  found: dict[str, Any] = {}
+  for binding in bindings:
+    for name, value in _COLD_BINDING.findall(binding):
+      try:
+        found[name] = ast.literal_eval(value)
+      except (ValueError, SyntaxError) as e:
+        raise ConfigError(f"ItemDataConfig.{name} = {value!r} is not a "
+                          "number.") from e
+  if not found.get("cold_fraction"):
+    return {}
+  return {"cold_fraction": float(found["cold_fraction"]),
+          "cold_seed": int(found.get("cold_seed", 0))}
 
 
 class Workspace:
@@ -249,8 +282,22 @@ class Workspace:
             self.semantic_ids(spec.pretrain_method, merged, 0, schedule))
 
   def semantic_ids(self, method: str, data: DataSource, seed: int,
-                   schedule: str = "cpu") -> pathlib.Path:
-    """The semantic IDs of a generative method's quantizer (cached)."""
+                   schedule: str = "cpu",
+                   cold: Mapping[str, Any] | None = None) -> pathlib.Path:
+    """The semantic IDs of a method's quantizer (cached).
+
+    Args:
+      method: a registered method with `semantic_ids` settings.
+      data: the data set.
+      seed: the quantizer's seed.
+      schedule: the run's schedule (LETTER's CF embeddings depend on it).
+      cold: the cold-start protocol's `cold_fraction` / `cold_seed`
+        (`cold_start_settings`): a quantizer fitted on training items
+        leaves the cold items out of its fit.
+
+    Returns:
+      The semantic-ID stage directory.
+    """
     from recjax import semantic_ids  # pylint: disable=g-import-not-at-top
     spec = registry.get_method(method)
     if not spec.semantic_ids:
@@ -262,6 +309,8 @@ class Workspace:
         k: v for k, v in self.semantic_ids_overrides.items() if k in known})
     config.pop("method")
     config.pop("num_user_buckets", None)  # A task setting (see `task`).
+    if cold and cold.get("cold_fraction") and config.get("fit_on") == "train":
+      config.update(cold)
     cf = self.cf_embeddings(method, data, seed, schedule)
     _, ds_dir = self.dataset(data)
     name = f"{quantizer}-seed{seed}"
@@ -302,9 +351,14 @@ class Workspace:
   # -- runs -------------------------------------------------------------------
 
   def gin_setup(self, method: str, data: DataSource, seed: int,
-                schedule: str = "cpu", run: pathlib.Path | None = None
+                schedule: str = "cpu", run: pathlib.Path | None = None,
+                extra_gin: Sequence[str] = ()
                 ) -> tuple[list[str], list[str]]:
-    """`(gin files, bindings)` of one run of a method on a data set."""
+    """`(gin files, bindings)` of one run of a method on a data set.
+
+    `extra_gin` (the bindings the run adds last) is read for the
+    cold-start protocol only, whose items the codes must not be fitted on.
+    """
     spec = registry.get_method(method)
     run = run or self.run_dir(method, data, seed, schedule)
     _, schedule_file = spec.schedule_file(schedule)
@@ -318,7 +372,8 @@ class Workspace:
       emb = (self.embeddings(data, spec.text_encoder)
              if registry.TEXT_EMBEDDINGS in spec.all_needs else None)
       if registry.SEMANTIC_IDS in spec.all_needs:
-        sid = self.semantic_ids(method, data, seed, schedule)
+        sid = self.semantic_ids(method, data, seed, schedule,
+                                cold_start_settings(extra_gin))
         bindings.append(f"CODES_DIR = {str(sid)!r}")
       if spec.pretrain_method:
         pre_run, pre_codes = self.pretrained(method, data, schedule)
@@ -369,7 +424,8 @@ class Workspace:
     described = (run / run_lib.CONFIG_FILE).exists()
     if done.exists() and not described:
       return json.loads(done.read_text())
-    files, bindings = self.gin_setup(method, data, seed, schedule, run)
+    files, bindings = self.gin_setup(method, data, seed, schedule, run,
+                                     extra_gin)
     if described:
       self._check_config(run, files, bindings + list(extra_gin),
                          accept_changes)

@@ -40,6 +40,7 @@ import numpy as np
 from recjax import embed as embed_lib
 from recjax import errors
 from recjax import io_utils
+from recjax import item_sequences
 from recjax import quiet
 from recjax.datasets.canonical import CanonicalDataset
 from recjax.errors import ConfigError
@@ -77,6 +78,12 @@ class SemanticIdConfig:
       (only on the items that occur in the leave-one-out training part of
       some history, VQ-Rec's and RPG's "strict" setting; the other items
       are then encoded by the fitted quantizer, like new items).
+    cold_fraction: the cold-start protocol
+      (`recjax.item_sequences.ItemDataConfig.cold_fraction`): with
+      `fit_on="train"`, the same draw of cold items is left out of the fit,
+      as the protocol leaves them out of training; they are encoded like
+      new items. Needs `fit_on="train"`.
+    cold_seed: the draw of the cold items (`ItemDataConfig.cold_seed`).
     collision_codebook_size: fixed size of the extra level (None: as needed).
     max_vocab_size: fail if the token layout (specials + codes + user
       buckets) would exceed this many tokens.
@@ -85,6 +92,8 @@ class SemanticIdConfig:
 
   collisions: str = "append"
   fit_on: str = "all"
+  cold_fraction: float = 0.0
+  cold_seed: int = 0
   collision_codebook_size: int | None = None
   max_vocab_size: int | None = None
   num_user_buckets: int = 0
@@ -183,6 +192,14 @@ def split_config(method: str, config: dict[str, Any]
                       f"{collisions.STRATEGIES}.")
   if stage.fit_on not in FIT_ON:
     raise ConfigError(f"fit_on={stage.fit_on!r}; choose one of {FIT_ON}.")
+  if not 0.0 <= stage.cold_fraction < 1.0:
+    raise ConfigError(f"cold_fraction must be in [0, 1), got "
+                      f"{stage.cold_fraction}.")
+  if stage.cold_fraction and stage.fit_on != "train":
+    raise ConfigError(
+        f"cold_fraction={stage.cold_fraction} needs fit_on='train': with "
+        "fit_on='all' the cold items' text would be fitted like any other "
+        "item's.")
   if stage.fit_on == "train" and method == "letter":
     raise ConfigError("fit_on='train' is not supported by method 'letter' "
                       "(its CF alignment needs every item); use "
@@ -190,7 +207,8 @@ def split_config(method: str, config: dict[str, Any]
   return stage, cls(**kwargs)
 
 
-def training_items(dataset: CanonicalDataset) -> np.ndarray:
+def training_items(dataset: CanonicalDataset,
+                   excluded: np.ndarray | None = None) -> np.ndarray:
   """Sorted indices of the items in some history's training part.
 
   The training part of a leave-one-out history is all but its last two
@@ -198,6 +216,8 @@ def training_items(dataset: CanonicalDataset) -> np.ndarray:
 
   Args:
     dataset: the canonical dataset.
+    excluded: items that never count as training items (the cold-start
+      protocol's), or None.
 
   Returns:
     int64 item indices.
@@ -208,6 +228,8 @@ def training_items(dataset: CanonicalDataset) -> np.ndarray:
   seen = np.zeros(dataset.num_items, bool)
   for seq in dataset.sequences():
     seen[np.asarray(seq[:-2], np.int64)] = True
+  if excluded is not None:
+    seen[np.asarray(excluded, np.int64)] = False
   if not seen.any():
     raise ConfigError(
         f"dataset {dataset.name!r} has no training items (every history is "
@@ -285,7 +307,12 @@ def build(dataset: CanonicalDataset, embeddings: Any, method: str = "rqvae",
   metrics: dict[str, Any] = {}
   fit_x = x
   if stage.fit_on == "train":
-    fit_items = training_items(dataset)
+    cold = None
+    if stage.cold_fraction:
+      cold = item_sequences.cold_items(dataset.num_items,
+                                       stage.cold_fraction, stage.cold_seed)
+      metrics["cold_items"] = int(len(cold))
+    fit_items = training_items(dataset, cold)
     fit_x = x[fit_items]
     metrics["fit_items"] = int(len(fit_items))
   if method == "letter":

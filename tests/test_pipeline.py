@@ -143,3 +143,29 @@ def test_a_run_trained_with_another_configuration_is_not_reused(tmp_path):
   moved = tmp_path / "moved"
   (tmp_path / "work").rename(moved)
   assert pipeline.Workspace(moved).run("markov", TINY, seed=0) == first
+
+
+def test_cold_start_bindings_give_the_codes_their_own_fit(work):
+  """The cold-start protocol's gin bindings reach the semantic-ID stage:
+  a quantizer fitted on training items gets its own folder, without the
+  cold items; other bindings are ignored."""
+  assert pipeline.cold_start_settings(["X.y = 1"]) == {}
+  assert pipeline.cold_start_settings(
+      ["recjax.item_sequences.ItemDataConfig.cold_fraction=0.0"]) == {}
+  cold = pipeline.cold_start_settings([
+      "recjax.item_sequences.ItemDataConfig.cold_fraction = 0.1",
+      "recjax.item_sequences.ItemDataConfig.cold_seed = 4  # the draw"])
+  assert cold == {"cold_fraction": 0.1, "cold_seed": 4}
+  with pytest.raises(ConfigError, match="cold_fraction = 'ten' is not a "
+                     "number"):
+    pipeline.cold_start_settings(["ItemDataConfig.cold_fraction = ten"])
+  plain = work.semantic_ids("vqrec", TINY, 0)
+  strict = work.semantic_ids("vqrec", TINY, 0, cold=cold)
+  assert plain != strict
+  report = json.loads((strict / "diagnostics.json").read_text())
+  assert report["cold_items"] == 2  # round(0.1 * 24)
+  assert json.loads((plain / "diagnostics.json").read_text()).get(
+      "cold_items") is None
+  # TIGER's codes are fitted on every item: the protocol does not apply.
+  assert work.semantic_ids("tiger", TINY, 0, cold=cold) == (
+      work.semantic_ids("tiger", TINY, 0))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from recjax import embed
+from recjax import item_sequences
 from recjax import semantic_ids
 from recjax.datasets.canonical import ItemTable
 from recjax.datasets.canonical import from_sequences
@@ -179,3 +180,41 @@ def test_fit_on_training_items_ignores_the_held_out_ones():
   with pytest.raises(ConfigError, match="fit_on='train' is not supported "
                      "by method 'letter'"):
     semantic_ids.build(ds, x, "letter", fit_on="train", **RQVAE)
+
+
+def test_cold_start_items_are_left_out_of_the_fit():
+  """cold_fraction leaves the cold-start protocol's items (the same draw as
+  `item_sequences.cold_items`) out of a fit on training items: moving a
+  cold item's embedding changes no other item's code."""
+  items = ItemTable([f"i{i}" for i in range(N)],
+                    {"title": [f"item {i}" for i in range(N)]})
+  rng = np.random.default_rng(0)
+  seqs = [list(rng.integers(0, N, 8)) for _ in range(60)]
+  ds = from_sequences("tiny", items, [f"u{u}" for u in range(60)], seqs)
+  cold = item_sequences.cold_items(N, 0.1, 3)
+  kept = semantic_ids.training_items(ds, cold)
+  assert not set(cold) & set(kept)
+  assert set(kept) | set(cold) >= set(semantic_ids.training_items(ds))
+  kw = dict(num_subspaces=2, codebook_size=4, opq_iters=2, progress=False,
+            collisions="none", fit_on="train", cold_fraction=0.1,
+            cold_seed=3)
+  x = _emb()
+  res = semantic_ids.build(ds, x, "opq", seed=0, **kw)
+  assert res.report["fit_items"] == len(kept)
+  assert res.report["cold_items"] == len(cold)
+  moved = x.copy()
+  moved[cold[0]] += 100.0
+  res2 = semantic_ids.build(ds, moved, "opq", seed=0, **kw)
+  np.testing.assert_array_equal(np.delete(res2.codes, cold[0], 0),
+                                np.delete(res.codes, cold[0], 0))
+  # Without the protocol the item is fitted on.
+  plain = dict(kw, cold_fraction=0.0)
+  res3 = semantic_ids.build(ds, x, "opq", seed=0, **plain)
+  res4 = semantic_ids.build(ds, moved, "opq", seed=0, **plain)
+  assert not np.array_equal(np.delete(res4.codes, cold[0], 0),
+                            np.delete(res3.codes, cold[0], 0))
+  with pytest.raises(ConfigError, match="cold_fraction=0.1 needs "
+                     "fit_on='train'"):
+    semantic_ids.build(ds, x, "opq", **dict(kw, fit_on="all"))
+  with pytest.raises(ConfigError, match=r"cold_fraction must be in \[0, 1\)"):
+    semantic_ids.build(ds, x, "opq", **dict(kw, cold_fraction=1.5))
