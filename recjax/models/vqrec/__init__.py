@@ -25,8 +25,9 @@ registry.register_family(registry.FamilySpec(
     name="vqrec",
     kind=registry.ITEM,
     claim=("Office seed 0, pre-trained on Beauty + Yelp: N@10 .0506 (seen "
-           "excluded .0694, above SASRec's .0662), from scratch .0470; "
-           "zero-shot .0102, below text kNN (.0329). Seeds 1-2 pending."),
+           "excluded .0694, above SASRec's .0662; .0529 / .0724 with no "
+           "remap), from scratch .0470; zero-shot .0102, below text kNN "
+           "(.0329). Seeds 1-2 pending."),
     factory="recjax.models.vqrec.make_vqrec",
     description=(
         "A sequential recommender whose items are codes, not IDs: every "
