@@ -197,7 +197,7 @@ class Bench:
     # The cold-start protocol's users (ItemDataConfig.cold_fraction).
     row.update({k: float(v) for k, v in res.items()
                 if k.split("/")[0] in ("test_cold", "test_cold_excl")
-                and k.split("/")[-1] in METRICS + ["num_examples"]})
+                and k.split("/")[-1] in (*METRICS, "num_examples")})
     return row
 
   def mix_row(self, data: pipeline.DataSource, method: str, seed: int,

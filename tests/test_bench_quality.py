@@ -253,3 +253,22 @@ def test_markov_cell_is_the_library_protocol(tmp_path):
   assert row["schedule"] == "-"
   for key in ("test/ndcg@10", "test_excl/recall@5", "markov/decay"):
     assert row[key] == pytest.approx(expected[key]), key
+
+
+def test_cold_start_cell_records_the_cold_users(tmp_path):
+  folder = tmp_path / "ring"
+  folder.mkdir()
+  seqs = {f"u{i}": [str(i % 12), str((i + 1) % 12), str((i + 2) % 12),
+                    str((i + 5) % 12)] for i in range(48)}
+  (folder / "Ring.inter.json").write_text(json.dumps(seqs))
+  (folder / "Ring.item.json").write_text(json.dumps(
+      {str(i): {"title": f"item {i}"} for i in range(12)}))
+  data = quality.data_source("Ring", tmp_path, str(folder))
+  cold = "recjax.item_sequences.ItemDataConfig.cold_fraction = 0.25"
+  row = quality.Bench(tmp_path / "cache", "smoke", [cold]).cell(
+      data, "sasrec", 0)
+  assert row["variant"] == {"gin": [cold]}
+  # Every item is some user's test target, and 3 of the 12 are cold.
+  assert 0 < row["test_cold/num_examples"] < 48
+  for key in ("test_cold/ndcg@10", "test_cold_excl/recall@5"):
+    assert 0.0 <= row[key] <= 1.0, key
