@@ -24,6 +24,7 @@ from the latest checkpoint. No TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import pathlib
 import sys
 from collections.abc import Callable
@@ -112,6 +113,14 @@ def item_inputs(data: ItemDataConfig, dataset: CanonicalDataset,
   return out
 
 
+def _takes(fn: Callable[..., Any], name: str) -> bool:
+  """Whether `fn` (a gin configurable or a plain callable) takes `name`."""
+  try:
+    return name in inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    return False
+
+
 def build(data: ItemDataConfig, model_fn: ModelFn,
           embeddings_dir: str | None
           ) -> tuple[item_sequences.ItemData, np.ndarray | None, ItemModel]:
@@ -119,11 +128,13 @@ def build(data: ItemDataConfig, model_fn: ModelFn,
 
   Args:
     data: dataset, history length and batch sizes.
-    model_fn: `model_fn(dataset, item_embeddings) -> ItemModel`.
+    model_fn: `model_fn(dataset, item_embeddings) -> ItemModel`; one
+      that takes `cold_items` gets the cold-start protocol's items.
     embeddings_dir: frozen item embeddings (embed stage) or None.
 
   Returns:
-    `(item_data, item_embeddings or None, model)`.
+    `(item_data, item_embeddings or None, model)`; the model's
+    `cold_items` are set under the cold-start protocol.
 
   Raises:
     ConfigError: a model over another catalog or a shorter history.
@@ -133,7 +144,12 @@ def build(data: ItemDataConfig, model_fn: ModelFn,
   item_embeddings = None
   if embeddings_dir is not None:
     item_embeddings = load_item_embeddings(embeddings_dir, ds)
-  model = model_fn(ds, item_embeddings)
+  kwargs = {}
+  if item_data.cold is not None and _takes(model_fn, "cold_items"):
+    kwargs["cold_items"] = item_data.cold  # e.g. VQ-Rec's transfer step.
+  model = model_fn(ds, item_embeddings, **kwargs)
+  if item_data.cold is not None:  # Out of the training softmax.
+    model.cold_items = np.asarray(item_data.cold)
   if int(model.num_items) != ds.num_items:
     raise ConfigError(f"model_fn built a model over {model.num_items} items "
                       f"but {ds.name!r} has {ds.num_items}.")

@@ -156,3 +156,22 @@ def test_item_model_predict_and_score_follow_item_scores():
   log_p = scores - np.log(np.exp(scores).sum(-1, keepdims=True))
   np.testing.assert_allclose(np.asarray(model.score_batch(params, batch)),
                              log_p[[0, 1], [3, 5]], rtol=1e-5)
+
+
+def test_training_logits_leave_the_cold_items_out_of_the_softmax():
+  model = _BiasModel(6)
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(3, 6)).astype(np.float32)
+  targets = np.array([0, 2, 5])
+  assert model.training_logits(logits) is logits  # No cold items: as is.
+  model.cold_items = np.array([1, 4])
+  keep = [0, 2, 3, 5]
+  loss, _ = losses.softmax_item_loss(model.training_logits(logits), targets)
+  # Brute force: the softmax over the other items only.
+  sub = logits[:, keep]
+  want = np.mean(np.log(np.exp(sub).sum(-1)) - logits[[0, 1, 2], targets])
+  np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+  grad = jax.grad(lambda x: losses.softmax_item_loss(
+      model.training_logits(x), targets)[0])(jnp.asarray(logits))
+  assert np.all(np.asarray(grad)[:, [1, 4]] == 0.0)
+  assert np.all(np.abs(np.asarray(grad)[:, keep]) > 0.0)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import gin
+import jax
 import numpy as np
 import pytest
 import tiny_item_runs
@@ -18,6 +19,7 @@ from recjax import item_sequences
 from recjax import train_items as train_items_lib
 from recjax.errors import ConfigError
 from recjax.item_sequences import ItemDataConfig
+from recjax.models import sasrec
 from recjax.trainer import TrainerConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -208,3 +210,29 @@ def test_cold_start_protocol_removes_items_and_reports_their_users(
   assert cold["test_cold/num_examples"] == want > 0
   assert cold["test_cold_excl/num_examples"] == want
   assert 0.0 <= cold["test_cold/ndcg@10"] <= 1.0
+
+
+def test_cold_items_reach_the_factory_and_leave_the_training_softmax():
+  data = dataclasses.replace(DATA, cold_fraction=0.2)
+  seen = {}
+
+  def model_fn(dataset, item_embeddings, cold_items=None):
+    seen["cold"] = cold_items
+    return sasrec.make_sasrec(dataset, item_embeddings, sasrec.SASRecConfig(
+        hidden_dim=8, num_layers=1, num_heads=1, mlp_dim=8, max_length=8))
+
+  item_data, _, model = train_items_lib.build(data, model_fn, None)
+  np.testing.assert_array_equal(seen["cold"], item_data.cold)
+  np.testing.assert_array_equal(model.cold_items, item_data.cold)
+  _, _, plain = train_items_lib.build(DATA, model_fn, None)
+  assert seen["cold"] is None and plain.cold_items is None
+  # A training batch of warm items: the cold items' embeddings (the
+  # output layer's rows) get no gradient, the warm ones do.
+  batch = next(item_data.train_batches(16).batches())
+  params = model.get_initial_variables(
+      jax.random.key(0), {"input_items": batch["input_items"].shape})
+  grad = jax.grad(lambda p: model.loss_fn(p, batch, None)[0])(
+      params["params"])["item_embedding"]
+  grad = np.abs(np.asarray(grad)).sum(-1)
+  assert np.all(grad[item_data.cold] == 0.0)
+  assert (grad > 0).sum() > len(grad) // 2

@@ -301,3 +301,15 @@ def test_bad_configs_and_codes_are_clear_errors():
                codes=_codes())
   with pytest.raises(ConfigError, match=r"bind make_vqrec.codes_dir"):
     make_vqrec(_dataset(), config=TINY)
+
+
+def test_cold_start_transfer_learns_its_own_assignment(tmp_path):
+  pre_dir, _ = _pretrained_run(tmp_path, TINY, _codes(seed=1))
+  kwargs = dict(config=TINY, codes=_codes(seed=2), remap_epochs=1,
+                pretrained_dir=str(pre_dir), remap_batch_size=8)
+  make_vqrec(_dataset(seed=3), **kwargs)
+  cold = np.array([0, 3, 5])
+  make_vqrec(_dataset(seed=3), cold_items=cold, **kwargs)
+  # Trained without the cold items' sequences (and a permutation, checked
+  # on the way): a separate cache entry.
+  assert len(list((pre_dir / "remaps").glob("assignment-*.npy"))) == 2

@@ -186,6 +186,32 @@ class ItemModel(BaseModel):
                    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """`(args, kwargs)` of `module.init` for a batch of these shapes."""
 
+  # -- training catalog --------------------------------------------------------
+
+  # The items outside the training catalog: the cold-start protocol's
+  # items (`ItemDataConfig.cold_fraction`), set by `train_items.build`.
+  # They do not exist while the model trains, so a full-softmax loss
+  # leaves them out of its denominator (`training_logits`) rather than
+  # pushing them down as negatives of every target. None: every item.
+  cold_items: np.ndarray | None = None
+
+  def training_logits(self, logits: Array) -> Array:
+    """`logits` `[..., num_items]` with the cold items out of the softmax.
+
+    Args:
+      logits: a full-catalog training softmax's logits.
+
+    Returns:
+      The same logits, the columns of `cold_items` at the dtype's minimum
+      (their softmax weight and gradient are zero).
+    """
+    if self.cold_items is None or not len(self.cold_items):
+      return logits
+    keep = np.ones(self.num_items, bool)
+    keep[np.asarray(self.cold_items, np.int64)] = False
+    return jnp.where(jnp.asarray(keep), logits,
+                     jnp.finfo(logits.dtype).min)
+
   # -- initialisation --------------------------------------------------------
 
   def get_initial_variables(self, rng: Array,

@@ -430,7 +430,7 @@ class LiteModel(ItemModel):
     if targets.shape != logits.shape[:2]:
       raise ConfigError(f"target_items shape {targets.shape} differs from "
                         f"input_items shape {logits.shape[:2]}.")
-    return softmax_item_loss(logits, targets)
+    return softmax_item_loss(self.training_logits(logits), targets)
 
   def item_scores(self, params: PyTree, batch: Batch) -> Array:
     """Head logits of every item after the last history position.

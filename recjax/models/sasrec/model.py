@@ -270,7 +270,7 @@ class SASRecModel(ItemModel):
     if self.config.loss == "softmax":
       logits = self.module.apply(variables, hidden,
                                  method=SASRec.logits)
-      return softmax_item_loss(logits, targets)
+      return softmax_item_loss(self.training_logits(logits), targets)
     # One negative per position, uniform over the items != target.
     neg = jax.random.randint(neg_rng, targets.shape, 0, self.num_items - 1)
     neg = neg + (neg >= jnp.maximum(targets, 0))

@@ -204,8 +204,13 @@ def learn_remap(model: VQRecModel, params: PyTree,
 def compute_assignment(remap: str, model: VQRecModel, pre: Pretrained,
                        dataset: CanonicalDataset, *, epochs: int,
                        batch_size: int, learning_rate: float,
-                       seed: int) -> np.ndarray:
-  """The `[D, M]` code assignment of a transfer (see `transfer`)."""
+                       seed: int, cold_items: np.ndarray | None = None
+                       ) -> np.ndarray:
+  """The `[D, M]` code assignment of a transfer (see `transfer`).
+
+  `cold_items` (the cold-start protocol) are left out of the sequences
+  the learned assignment trains on, as they are out of the fine-tune's.
+  """
   cfg = model.config
   d, m = cfg.num_digits, cfg.codebook_size
   if remap == "none":
@@ -214,8 +219,11 @@ def compute_assignment(remap: str, model: VQRecModel, pre: Pretrained,
     init = jax.random.normal(jax.random.split(jax.random.key(seed))[1],
                              (d, m, m), jnp.float32)
     return transfer.released_assignment(np.asarray(init), seed)
-  examples = item_sequences.training_examples(
-      leave_one_out(dataset)["train"], cfg.max_length, "prefixes")
+  train = leave_one_out(dataset)["train"]
+  if cold_items is not None and len(cold_items):
+    train = item_sequences.without_items(train, cold_items)
+  examples = item_sequences.training_examples(train, cfg.max_length,
+                                              "prefixes")
   logits = learn_remap(model, pre.params, examples, epochs=epochs,
                        batch_size=batch_size, learning_rate=learning_rate,
                        seed=seed)
@@ -247,7 +255,8 @@ def make_vqrec(dataset: CanonicalDataset,
                freeze_encoder: bool = True,
                zero_shot: bool = False,
                pretrained_codes_dir: str | None = None,
-               seed: int = 0) -> VQRecModel:
+               seed: int = 0,
+               cold_items: np.ndarray | None = None) -> VQRecModel:
   """VQ-Rec over `dataset`'s catalog (gin: `train_items.model_fn`).
 
   Args:
@@ -275,6 +284,8 @@ def make_vqrec(dataset: CanonicalDataset,
     pretrained_codes_dir: the pre-training run's semantic-ID stage
       (zero-shot).
     seed: the assignment's seed.
+    cold_items: the cold-start protocol's items (`train_items` passes
+      them): the learned assignment trains without them.
 
   Returns:
     The model.
@@ -342,15 +353,19 @@ def make_vqrec(dataset: CanonicalDataset,
                       checkpoint_description={"pretrained": pre.checksum(),
                                    "zero_shot": True})
   plain = VQRecModel(config, codes)
+  plain.cold_items = cold_items
   settings = {"remap": remap, "epochs": remap_epochs,
               "learning_rate": remap_learning_rate,
               "batch_size": remap_batch_size, "seed": seed}
+  if cold_items is not None and len(cold_items):
+    settings["cold_items"] = hashlib.sha256(np.asarray(
+        cold_items, np.int64).tobytes()).hexdigest()
   key = _remap_key(pre, codes, settings)
   where = pathlib.Path(remap_dir) if remap_dir else pre.directory / "remaps"
   assignment = _cached_assignment(where, key, lambda: compute_assignment(
       remap, plain, pre, dataset, epochs=remap_epochs,
       batch_size=remap_batch_size, learning_rate=remap_learning_rate,
-      seed=seed))
+      seed=seed, cold_items=cold_items))
   transfer.check_assignment(assignment, config.num_digits, size,
                             permutation=remap != "released")
   table = params["code_embedding"]["embedding"]

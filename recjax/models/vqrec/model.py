@@ -338,7 +338,7 @@ class VQRecModel(ItemModel):
     targets = targets.reshape(-1)
     if cfg.loss == "softmax":
       logits = hidden @ _l2_normalize(vectors).T / cfg.temperature
-      return softmax_item_loss(logits, targets)
+      return softmax_item_loss(self.training_logits(logits), targets)
     # InfoNCE over the batch's next items plus one corrupted positive.
     safe = jnp.maximum(targets, 0)
     real = targets >= 0
