@@ -24,10 +24,11 @@ _PAPER_OFFICE = registry.Anchor(
 registry.register_family(registry.FamilySpec(
     name="vqrec",
     kind=registry.ITEM,
-    claim=("Office seed 0, pre-trained on Beauty + Yelp: N@10 .0506 (seen "
-           "excluded .0694, above SASRec's .0662; .0529 / .0724 with no "
-           "remap), from scratch .0470; zero-shot .0102, below text kNN "
-           "(.0329). Seeds 1-2 pending."),
+    claim=("Office, pre-trained on Beauty + Yelp: N@10 .0500 +- .0005 "
+           "(3 seeds; seen excluded .0689, above SASRec's .0662), level "
+           "with SASRec and markov; from scratch .0470 (1 seed); remap "
+           "variants within noise; zero-shot .0102 and cold-start .0176, "
+           "below text kNN (.0329 / .0415)."),
     factory="recjax.models.vqrec.make_vqrec",
     description=(
         "A sequential recommender whose items are codes, not IDs: every "
