@@ -239,15 +239,20 @@ def test_plain_row_and_its_anchor_come_before_its_variants():
                    "sasrec_recbole [mix=markov]"]
 
 
-def test_markov_cell_is_the_library_protocol(tmp_path):
+def _ring(tmp_path, num_users):
+  """An LC-Rec folder of 12 items in a ring; user i starts at item i."""
   folder = tmp_path / "ring"
   folder.mkdir()
   seqs = {f"u{i}": [str(i % 12), str((i + 1) % 12), str((i + 2) % 12),
-                    str((i + 5) % 12)] for i in range(20)}
+                    str((i + 5) % 12)] for i in range(num_users)}
   (folder / "Ring.inter.json").write_text(json.dumps(seqs))
   (folder / "Ring.item.json").write_text(json.dumps(
       {str(i): {"title": f"item {i}"} for i in range(12)}))
-  data = quality.data_source("Ring", tmp_path, str(folder))
+  return quality.data_source("Ring", tmp_path, str(folder))
+
+
+def test_markov_cell_is_the_library_protocol(tmp_path):
+  data = _ring(tmp_path, 20)
   expected = markov.evaluate(datasets.load("amazon_lcrec", **data.kwargs))
   row = quality.Bench(tmp_path / "cache", "cpu").cell(data, "markov", 0)
   assert row["schedule"] == "-"
@@ -256,14 +261,7 @@ def test_markov_cell_is_the_library_protocol(tmp_path):
 
 
 def test_cold_start_cell_records_the_cold_users(tmp_path):
-  folder = tmp_path / "ring"
-  folder.mkdir()
-  seqs = {f"u{i}": [str(i % 12), str((i + 1) % 12), str((i + 2) % 12),
-                    str((i + 5) % 12)] for i in range(48)}
-  (folder / "Ring.inter.json").write_text(json.dumps(seqs))
-  (folder / "Ring.item.json").write_text(json.dumps(
-      {str(i): {"title": f"item {i}"} for i in range(12)}))
-  data = quality.data_source("Ring", tmp_path, str(folder))
+  data = _ring(tmp_path, 48)
   cold = "recjax.item_sequences.ItemDataConfig.cold_fraction = 0.25"
   row = quality.Bench(tmp_path / "cache", "smoke", [cold]).cell(
       data, "sasrec", 0)
