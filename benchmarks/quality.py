@@ -466,8 +466,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                       "markov (benchmarks/markov_mix.py; variant "
                       "mix=markov)")
   parser.add_argument("--record", default=None, metavar="NOTE",
-                      help="add the finished rows, with NOTE (machine, "
-                      f"date), to --records ({RECORDS.relative_to(REPO)})")
+                      help="add each row as its cell finishes, with NOTE "
+                      "(machine, date), to --records "
+                      f"({RECORDS.relative_to(REPO)})")
   parser.add_argument("--from_records", action="store_true",
                       help="train nothing: tabulate the recorded rows of "
                       "--datasets / --methods (every recorded seed)")
@@ -537,6 +538,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         if (args.markov_mix and registry.get_method(method).kind ==
             registry.ITEM):
           cell_rows.append(bench.mix_row(data, method, seed, row))
+        if args.record:  # As each cell finishes: a stopped run keeps it.
+          record(pathlib.Path(args.records), cell_rows, args.record)
         for row in cell_rows:
           rows.append(row)
           if args.json:
@@ -549,8 +552,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                   flush=True)
   if not args.json:
     print(table(rows))
-  if args.record:
-    record(pathlib.Path(args.records), rows, args.record)
   plot = pathlib.Path(args.plot or bench.cache / "validation_ndcg10.png")
   plot_validation(bench, rows, sources, plot)
   print(f"validation curves: {plot}", file=sys.stderr)

@@ -270,3 +270,19 @@ def test_cold_start_cell_records_the_cold_users(tmp_path):
   assert 0 < row["test_cold/num_examples"] < 48
   for key in ("test_cold/ndcg@10", "test_cold_excl/recall@5"):
     assert 0.0 <= row[key] <= 1.0, key
+
+
+def test_record_keeps_each_finished_cell_when_a_later_one_fails(tmp_path):
+  _ring(tmp_path, 20)
+  records = tmp_path / "records.jsonl"
+  # 20 users make no training batch for sasrec: its cell fails
+  # after markov's has finished.
+  with pytest.raises(Exception, match="make no batch"):
+    quality.main(["--datasets", "", "--data", f"Ring={tmp_path / 'ring'}",
+                  "--methods", "markov,sasrec", "--seeds", "0",
+                  "--schedule", "cpu", "--cache_dir",
+                  str(tmp_path / "cache"), "--records", str(records),
+                  "--record", "test machine"])
+  rows = quality.read_records(records)
+  assert [(r["method"], r["note"]) for r in rows] == [("markov",
+                                                      "test machine")]
