@@ -387,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--force", action="store_true")
   quiet.add_verbose_flag(parser)
   args = parser.parse_args(argv)
-  logging.basicConfig(level=logging.INFO)
+  quiet.configure_logging()
   cfg = EmbedConfig(model_dir=args.model_dir, template=args.template,
                     separator=args.separator, batch_size=args.batch_size,
                     pooling=args.pooling, max_length=args.max_length,

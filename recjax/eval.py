@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     quiet.add_verbose_flag(parser)
     args, rest = parser.parse_known_args(argv)
     bindings = run_lib.gin_bindings(parser, rest)
-    run_lib.quiet_logging()
+    quiet.configure_logging()
     try:
       out = evaluate_run(args.model_dir, args.split, args.checkpoint,
                          args.write_predictions, args.output_dir, bindings,

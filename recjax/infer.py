@@ -447,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   quiet.add_verbose_flag(parser)
   args, rest = parser.parse_known_args(argv)
   bindings = run_lib.gin_bindings(parser, rest)
-  run_lib.quiet_logging()
+  quiet.configure_logging()
   try:
     return infer_run(args.model_dir, args.output, args.histories, args.split,
                      args.num_decodes, args.keep_history, args.checkpoint,

@@ -74,6 +74,19 @@ def load_task_layer() -> None:
     logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def configure_logging() -> None:
+  """recjax's own messages at INFO; the libraries' (absl, Orbax, JAX,
+  TensorFlow) at WARNING, or everything at INFO with `--verbose`.
+
+  For the `main()` of every command, after its arguments are parsed.
+  """
+  logging.basicConfig(level=logging.INFO, format="%(message)s")
+  if recjax.VERBOSE:
+    return
+  for noisy in ("absl", "orbax", "jax", "tensorflow"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
   """Adds `--verbose` to a command's parser (read at import, see above)."""
   parser.add_argument("--verbose", action="store_true",

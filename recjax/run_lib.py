@@ -442,13 +442,6 @@ def gin_bindings(parser: argparse.ArgumentParser,
   return bindings
 
 
-def quiet_logging() -> None:
-  """recjax's own messages at INFO; the libraries' at WARNING."""
-  logging.basicConfig(level=logging.INFO, format="%(message)s")
-  for noisy in ("absl", "orbax", "jax", "tensorflow"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def gin_main(fn_name: str, argv: Sequence[str] | None = None,
              description: str = "") -> Any:
   """Parses T5X-style gin flags, then calls configurable `fn_name`.
@@ -465,7 +458,7 @@ def gin_main(fn_name: str, argv: Sequence[str] | None = None,
   quiet.add_verbose_flag(parser)
   args, rest = parser.parse_known_args(argv)
   bindings = gin_bindings(parser, rest)
-  quiet_logging()
+  quiet.configure_logging()
   search = [p for p in args.gin_search_paths.split(",") if p]
   try:
     gin_utils.parse_gin(args.gin_file, bindings, search)

@@ -487,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--force", action="store_true")
   quiet.add_verbose_flag(parser)
   args = parser.parse_args(argv)
-  logging.basicConfig(level=logging.INFO)
+  quiet.configure_logging()
   config = {}
   for item in args.set:
     if "=" not in item:

@@ -20,7 +20,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 NOISE = ("Could not find cuda drivers", "failed call to cuInit",
          "oneDNN custom operations", "absl::InitializeLog",
          "has no dataset_info.json", "Downloading and preparing dataset",
-         "Unknown size", "cudart_stub", "port.cc:")
+         "Unknown size", "cudart_stub", "port.cc:",
+         # Orbax's INFO lines when a stage saves a checkpoint.
+         "INFO:absl", "[process=0]", "_NonBlockingMetadataStore")
 
 
 def _run(args, cwd):

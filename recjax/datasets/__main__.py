@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import logging
 import sys
 
 from recjax import datasets
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="loader/preprocessing option (repeatable)")
   quiet.add_verbose_flag(parser)
   args = parser.parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(message)s")
+  quiet.configure_logging()
   kwargs = {}
   for opt in args.opt:
     if "=" not in opt:
