@@ -10,18 +10,24 @@ random tokens, in the same process:
                  vectors, the LM frozen (SAID stage 1's step)
 
 for float32 and bfloat16 (Flax: `LlamaConfig.dtype`, bfloat16 matmul inputs
-with float32 accumulation; torch: the model cast to bfloat16), then prints
-one table with the ratio Flax / torch. Threads: both use the process's
+with float32 accumulation; torch: the dense model in bfloat16). Both are
+built and warmed up first, then timed in turns (median of `--repeats`), so
+that load on a shared machine hits them alike. Prints one table with the
+ratio Flax / torch and the versions. Threads: both use the process's
 default (all cores).
 
-  python benchmarks/llm_speed.py [--batch 16] [--length 64] [--repeats 3]
+  python benchmarks/llm_speed.py [--batch 16] [--length 64] [--repeats 5]
       [--dtypes float32,bfloat16]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import time
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,19 +36,28 @@ import numpy as np
 from recjax.text_encoders import llama
 
 
-def _time(fn, repeats: int) -> float:
-  fn()  # Compile / warm up.
-  best = float("inf")
-  for _ in range(repeats):
-    t = time.perf_counter()
+def time_in_turns(fns: dict[str, Callable[[], Any]], repeats: int
+                  ) -> dict[str, float]:
+  """Median seconds of each callable, timed in turns.
+
+  Each is called once first (compilation, warm-up); then every repeat
+  times all of them one after the other, so that a load that comes and
+  goes on a shared machine hits them alike.
+  """
+  for fn in fns.values():
     fn()
-    best = min(best, time.perf_counter() - t)
-  return best
+  times: dict[str, list[float]] = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      t = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - t)
+  return {name: float(np.median(v)) for name, v in times.items()}
 
 
-def flax_times(lm: llama.CausalLM, ids: np.ndarray, repeats: int
-               ) -> dict[str, float]:
-  """Seconds of one forward and one fwd+bwd (best of `repeats`)."""
+def flax_fns(lm: llama.CausalLM, ids: np.ndarray
+             ) -> dict[str, Callable[[], Any]]:
+  """One forward and one fwd+bwd of the Flax LM, as callables."""
   module, params = lm.module, lm.params
   mask = np.ones_like(ids)
   fwd = jax.jit(lambda p, x: module.apply({"params": p}, x, mask)[0])
@@ -54,28 +69,41 @@ def flax_times(lm: llama.CausalLM, ids: np.ndarray, repeats: int
 
   grad = jax.jit(jax.grad(loss, argnums=1))
   embeds = jnp.take(params["embed"], ids, axis=0).astype(jnp.float32)
-  return {
-      "forward": _time(lambda: fwd(params, ids).block_until_ready(),
-                       repeats),
-      "fwd+bwd": _time(lambda: grad(params, embeds).block_until_ready(),
-                       repeats),
-  }
+  return {"forward": lambda: fwd(params, ids).block_until_ready(),
+          "fwd+bwd": lambda: grad(params, embeds).block_until_ready()}
 
 
-def torch_times(path: str, ids: np.ndarray, repeats: int,
-                dtype: str = "float32") -> dict[str, float] | None:
-  """The same with transformers (None when torch is not installed)."""
+def torch_fns(path: str, ids: np.ndarray, dtype: str = "float32"
+              ) -> dict[str, Callable[[], Any]] | None:
+  """The same with transformers (None when torch is not installed).
+
+  The GGUF is loaded dequantised into dense `dtype` weights (plain
+  `nn.Linear`), as recjax holds it.
+  """
   try:
     import torch  # pylint: disable=g-import-not-at-top
     import transformers  # pylint: disable=g-import-not-at-top
   except ImportError:
     return None
   import pathlib  # pylint: disable=g-import-not-at-top
+  transformers.logging.set_verbosity_error()
+  transformers.logging.disable_progress_bar()
   p = pathlib.Path(path)
-  model = transformers.AutoModelForCausalLM.from_pretrained(
-      str(p.parent), gguf_file=p.name, dtype=getattr(torch, dtype),
-      attn_implementation="eager")
+  # Its GGUF converter draws a progress bar of its own on stderr.
+  with contextlib.redirect_stderr(io.StringIO()):
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(p.parent), gguf_file=p.name, dtype=getattr(torch, dtype),
+        attn_implementation="eager")
   model.eval()
+  packed = [n for n, m in model.named_modules()
+            if n.endswith("_proj") and (
+                type(m) is not torch.nn.Linear  # pylint: disable=unidiomatic-typecheck
+                or m.weight.dtype != getattr(torch, dtype))]
+  if packed:
+    raise RuntimeError(f"transformers kept {packed[0]} (and "
+                       f"{len(packed) - 1} more) packed or in another "
+                       f"dtype; this benchmark compares dense {dtype} "
+                       "models.")
   for w in model.parameters():
     w.requires_grad_(False)
   x = torch.tensor(ids)
@@ -91,20 +119,30 @@ def torch_times(path: str, ids: np.ndarray, repeats: int,
         logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
     loss.backward()
 
-  return {"forward": _time(fwd, repeats), "fwd+bwd": _time(bwd, repeats)}
+  return {"forward": fwd, "fwd+bwd": bwd}
+
+
+def _torch_versions() -> str:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    import transformers  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return ""
+  return f", torch {torch.__version__}, transformers {transformers.__version__}"
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--batch", type=int, default=16)
   parser.add_argument("--length", type=int, default=64)
-  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--dtypes", default="float32,bfloat16")
   args = parser.parse_args()
   path = str(llama.default_lm_path())
   tokens = args.batch * args.length
   print(f"SmolLM2-135M-Instruct, batch {args.batch} x {args.length} tokens, "
-        f"{jax.devices()[0].platform}")
+        f"{jax.devices()[0].platform}, jax {jax.__version__}"
+        f"{_torch_versions()}")
   print(f"{'dtype':<10}{'pass':<10}{'flax tok/s':>12}{'torch tok/s':>13}"
         f"{'ratio':>8}")
   for dtype in args.dtypes.split(","):
@@ -112,15 +150,18 @@ def main() -> None:
     ids = np.random.default_rng(0).integers(
         100, lm.config.vocab_size, size=(args.batch, args.length)).astype(
             np.int32)
-    ours = flax_times(lm, ids, args.repeats)
-    theirs = torch_times(path, ids.astype(np.int64), args.repeats, dtype)
-    for name, sec in ours.items():
+    fns = {("flax", k): f for k, f in flax_fns(lm, ids).items()}
+    theirs = torch_fns(path, ids.astype(np.int64), dtype)
+    fns.update({("torch", k): f for k, f in (theirs or {}).items()})
+    sec = time_in_turns(fns, args.repeats)
+    for name in ("forward", "fwd+bwd"):
+      ours = sec[("flax", name)]
       if theirs is None:
-        print(f"{dtype:<10}{name:<10}{tokens / sec:>12.0f}{'n/a':>13}")
+        print(f"{dtype:<10}{name:<10}{tokens / ours:>12.0f}{'n/a':>13}")
       else:
-        print(f"{dtype:<10}{name:<10}{tokens / sec:>12.0f}"
-              f"{tokens / theirs[name]:>13.0f}{theirs[name] / sec:>8.2f}")
-
+        other = sec[("torch", name)]
+        print(f"{dtype:<10}{name:<10}{tokens / ours:>12.0f}"
+              f"{tokens / other:>13.0f}{other / ours:>8.2f}")
 
 if __name__ == "__main__":
   main()
