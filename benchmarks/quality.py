@@ -323,19 +323,32 @@ _NOT_METRICS = ("dataset", "method", "schedule", "seed", "variant", "note",
                 "train_seconds")
 
 
-def table(rows: Sequence[dict[str, Any]]) -> str:
+def table(rows: Sequence[dict[str, Any]], plain: bool = False) -> str:
   """Markdown table: mean ± std over seeds per (dataset, method, schedule,
-  variant); metrics a row carries beyond the standard ones get their own
-  columns; registry anchors follow their method's first group."""
+  variant); registry anchors follow their method's first group.
+
+  Args:
+    rows: result rows (`read_records`).
+    plain: only the rows without a variant, and only the standard columns
+      (all items and seen excluded); otherwise every variant, and the
+      metrics a row carries beyond the standard ones (a mix weight, the
+      cold-start users' metrics) get their own columns.
+
+  Returns:
+    The table's lines.
+  """
+  if plain:
+    rows = [r for r in rows if not r.get("variant")]
   groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
   for r in rows:
     key = _record_key(r)
     groups.setdefault((key[0], key[1], key[2], key[4]), []).append(r)
   cols = [f"{p}/{m}" for p in ("test", "test_excl") for m in METRICS]
-  extra = sorted({k for r in rows for k, v in r.items()
-                  if k not in cols and k not in _NOT_METRICS and "/" in k
-                  and not k.startswith("validation/")
-                  and isinstance(v, (int, float))})
+  extra = [] if plain else sorted(
+      {k for r in rows for k, v in r.items()
+       if k not in cols and k not in _NOT_METRICS and "/" in k
+       and not k.startswith("validation/")
+       and isinstance(v, (int, float))})
   head = ("| dataset | method | schedule | seeds | "
           + " | ".join(c.replace("test_excl/", "excl ").replace("test/", "")
                        for c in cols + extra) + " | train s |")
@@ -366,9 +379,10 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
       if anchor in shown:
         continue
       shown.append(anchor)
-      vals = [anchor.metrics.get(m, np.nan) for m in METRICS]
+      vals = [anchor.metrics.get(m) for m in METRICS]
       lines.append(f"| {name} | *{anchor.source}* | {anchor.provenance} | | "
-                   + " | ".join(f"{v:.4f}" for v in vals)
+                   + " | ".join("" if v is None else f"{v:.4f}"
+                                for v in vals)
                    + " |" + " |" * (len(cols) + len(extra) - len(vals))
                    + " |")
   return "\n".join(lines)
@@ -472,6 +486,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
   parser.add_argument("--from_records", action="store_true",
                       help="train nothing: tabulate the recorded rows of "
                       "--datasets / --methods (every recorded seed)")
+  parser.add_argument("--plain", action="store_true",
+                      help="with --from_records: rows without a variant, "
+                      "standard columns only (the README's table)")
   parser.add_argument("--records", default=str(RECORDS),
                       help="the results file of --record / --from_records")
   parser.add_argument("--plot", default=None,
@@ -494,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                              methods_all.index(r["method"])
                              if r["method"] in methods_all else 99,
                              r["schedule"], r["seed"]))
-    print(table(rows))
+    print(table(rows, plain=args.plain))
     return rows
   for m in methods:
     if m not in methods_all:

@@ -84,6 +84,27 @@ def test_table_mean_std_over_seeds_and_anchor():
   assert len(text) == 4
 
 
+def test_table_anchor_without_a_metric_has_a_blank_cell():
+  # RPG's paper reports R@10 and N@10 only.
+  text = quality.table([_row("Beauty", "rpg", "cpu")]).splitlines()
+  anchor = next(line for line in text if "*RPG (paper)*" in line)
+  assert "nan" not in anchor
+  assert "| published | |  |  | 0.0809 | 0.0464 |" in anchor
+  assert len(anchor.split("|")) == len(text[0].split("|"))
+
+
+def test_plain_table_drops_variants_and_extra_columns():
+  mixed = dict(_row("Office", "learn", "cpu", value=0.06),
+               variant={"mix": "markov"}, **{"mix/weight": 0.9})
+  rows = [_row("Office", "learn", "cpu", value=0.05), mixed]
+  full = quality.table(rows)
+  assert "mix=markov" in full and "mix/weight" in full
+  plain = quality.table(rows, plain=True).splitlines()
+  assert len(plain) == 3 and "mix" not in "\n".join(plain)
+  assert plain[2].startswith("| Office | learn | cpu | 1 | ")
+  assert "0.0500" in plain[2]
+
+
 def test_table_single_seed_has_no_std():
   text = quality.table([_row("Office", "learn", "cpu", value=0.05)])
   assert "±" not in text and "| Office | learn | cpu | 1 | 0.0500 |" in text
