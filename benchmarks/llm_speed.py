@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,26 +32,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# Shared with the training-step benchmark (this directory is on sys.path).
+from train_step import time_round_robin
+
 from recjax.text_encoders import llama
 
 
 def time_in_turns(fns: dict[str, Callable[[], Any]], repeats: int
                   ) -> dict[str, float]:
-  """Median seconds of each callable, timed in turns.
-
-  Each is called once first (compilation, warm-up); then every repeat
-  times all of them one after the other, so that a load that comes and
-  goes on a shared machine hits them alike.
-  """
+  """Median seconds of each callable: each called once first (compilation,
+  warm-up), then all timed in turns (`train_step.time_round_robin`)."""
   for fn in fns.values():
     fn()
-  times: dict[str, list[float]] = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      t = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - t)
-  return {name: float(np.median(v)) for name, v in times.items()}
+  return time_round_robin(fns, repeats)
 
 
 def flax_fns(lm: llama.CausalLM, ids: np.ndarray
