@@ -317,9 +317,12 @@ class Workspace:
     if config.get("collisions") == "none" or config.get("fit_on", "all") != (
         "all"):  # Codes for item features (RPG, VQ-Rec): their own folder.
       name = f"{quantizer}-{_settings_key(config)}-seed{seed}"
+    if spec.text_encoder != "minilm":  # Codes of another text encoder.
+      name = f"{spec.text_encoder}-{name}"
     out = self.root / data.name / "semantic_ids" / name
     return pathlib.Path(semantic_ids.semantic_ids_stage(
-        self.embeddings(data), ds_dir, out, method=quantizer, seed=seed,
+        self.embeddings(data, spec.text_encoder), ds_dir, out,
+        method=quantizer, seed=seed,
         cf_embeddings=None if cf is None else str(cf),
         progress=not self.quiet, **config))
 

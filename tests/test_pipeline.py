@@ -169,3 +169,16 @@ def test_cold_start_bindings_give_the_codes_their_own_fit(work):
   # TIGER's codes are fitted on every item: the protocol does not apply.
   assert work.semantic_ids("tiger", TINY, 0, cold=cold) == (
       work.semantic_ids("tiger", TINY, 0))
+
+
+def test_codes_of_another_text_encoder_get_their_own_folder(work):
+  """`rpg_llm` quantizes the SmolLM2 vectors (here the tiny Llama's), not
+  MiniLM's: its codes are another stage, fitted on other embeddings."""
+  minilm = work.semantic_ids("rpg", TINY, 0)
+  llm = work.semantic_ids("rpg_llm", TINY, 0)
+  assert llm != minilm and llm.name.startswith("smollm2-mean-")
+  assert llm.name.removeprefix("smollm2-mean-") == minilm.name
+  inputs = [json.loads((d / "manifest.json").read_text())["inputs"]
+            for d in (minilm, llm)]
+  assert inputs[0]["embeddings"] != inputs[1]["embeddings"]
+  assert inputs[0]["dataset"] == inputs[1]["dataset"]

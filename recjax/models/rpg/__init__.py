@@ -68,3 +68,10 @@ registry.register_method(registry.MethodSpec(
     gin_bindings=("MAX_LENGTH = 50",),
     semantic_ids=_OPQ, schedules=_SCHEDULES,
     anchors=(_PAPER_BEAUTY, _CORNAC_BEAUTY)))
+registry.register_method(registry.MethodSpec(
+    name="rpg_llm", family="rpg",
+    recipe=("as `rpg`, the codes of SmolLM2-135M item vectors "
+            "(mean-pooled final hidden states) instead of MiniLM's"),
+    text_encoder="smollm2-mean",
+    semantic_ids=_OPQ, schedules=_SCHEDULES,
+    anchors=(_PAPER_BEAUTY, _CORNAC_BEAUTY)))
