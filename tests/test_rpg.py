@@ -19,6 +19,7 @@ from recjax.models.rpg import graph as graph_lib
 from recjax.models.rpg import make_rpg
 from recjax.models.rpg.model import RPG
 from recjax.models.rpg.model import candidate_scores
+from recjax.models.rpg.model import code_cross_entropy
 
 D, M, N = 4, 8, 30
 TINY = RPGConfig(hidden_dim=16, num_heads=2, num_layers=1, mlp_dim=16,
@@ -147,6 +148,34 @@ def test_digit_major_log_probs_equal_digit_log_probs():
                                       method=RPG.digit_major_log_probs))
   np.testing.assert_allclose(got.transpose(1, 0, 2), want, rtol=1e-5,
                              atol=1e-5)
+
+
+@hypothesis.settings(deadline=None, max_examples=20)
+@hypothesis.given(rows=st.integers(1, 6), m=st.integers(2, 9),
+                  scale=st.floats(0.1, 30.0), seed=st.integers(0, 99))
+def test_code_cross_entropy_equals_autodiff_of_log_softmax(rows, m, scale,
+                                                           seed):
+  """The fused loss's value, gap and gradient equal the plain ones."""
+  rng = np.random.default_rng(seed)
+  logits = jnp.asarray(scale * rng.normal(size=(3, rows, m)), jnp.float32)
+  codes = jnp.asarray(rng.integers(0, m, (3, rows)), jnp.int32)
+  weights = jnp.asarray(rng.normal(size=(3, rows)), jnp.float32)
+
+  def plain(x):
+    log_p = jax.nn.log_softmax(x, axis=-1)
+    return -jnp.take_along_axis(log_p, codes[..., None], -1)[..., 0]
+
+  def fused(x):
+    return code_cross_entropy(x, codes)[0]
+
+  np.testing.assert_allclose(fused(logits), plain(logits), rtol=1e-5,
+                             atol=1e-5)
+  _, gap = code_cross_entropy(logits, codes)
+  best = np.asarray(jnp.argmax(logits, -1)) == np.asarray(codes)
+  assert np.all((np.asarray(gap) <= 0) == best)  # Continuous: no ties.
+  grads = [jax.grad(lambda x, f=f: jnp.sum(f(x) * weights))(logits)
+           for f in (fused, plain)]
+  np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-5)
 
 
 def _graph_setup(seed=0):

@@ -208,20 +208,65 @@ class RPG(nn.Module):
     logits = jnp.einsum("...dh,dmh->...dm", states, table)
     return jax.nn.log_softmax(logits / self.config.temperature, axis=-1)
 
-  def digit_major_log_probs(self, hidden: Array) -> Array:
-    """`digit_log_probs` of flat states `[K, hidden]`, as `[D, K, M]`.
+  def digit_major_logits(self, hidden: Array) -> Array:
+    """The logits (cosine / tau) of flat states `[K, hidden]`, `[D, K, M]`.
 
-    The same values, laid out digit-major: one `[K, hidden] x [hidden, M]`
-    product per digit with the softmax over contiguous rows. On CPU the
-    training loss's forward and backward run about 2.8x faster this way
-    than over `[K, D, M]`.
+    Laid out digit-major: one `[K, hidden] x [hidden, M]` product per
+    digit with the softmax over contiguous rows. On CPU the training loss's
+    forward and backward run about 2.8x faster this way than over
+    `[K, D, M]`.
     """
     z = jnp.einsum("kh,dhj->dkj", hidden, self.head_kernel)
     states = hidden[None] + jax.nn.silu(z + self.head_bias[:, None])
-    states = _l2_normalize(states)
+    # 1 / tau scales the states, 4x fewer values than the logits.
+    states = _l2_normalize(states) * (1.0 / self.config.temperature)
     table = _l2_normalize(self.codes_embedding.table())
-    logits = jnp.einsum("dkh,dmh->dkm", states, table)
-    return jax.nn.log_softmax(logits / self.config.temperature, axis=-1)
+    return jnp.einsum("dkh,dmh->dkm", states, table)
+
+  def digit_major_log_probs(self, hidden: Array) -> Array:
+    """`digit_log_probs` of flat states `[K, hidden]`, as `[D, K, M]`."""
+    return jax.nn.log_softmax(self.digit_major_logits(hidden), axis=-1)
+
+
+@jax.custom_vjp
+def code_cross_entropy(logits: Array, codes: Array) -> tuple[Array, Array]:
+  """Cross-entropy of each row's code, with the gap to its best code.
+
+  Equal to `-take_along_axis(log_softmax(logits), codes)`, in fewer
+  passes over the logits: the forward reads them for the max and the
+  log-sum-exp, and the backward writes `softmax - onehot` in one fused
+  pass (autodiff of `log_softmax` and the gather would add a scatter into
+  zeros and the softmax's own backward). RPG's `[D, K, M]` logits are the
+  bulk of its training step.
+
+  Args:
+    logits: float32 `[..., M]`.
+    codes: int `[...]`, each in `[0, M)`.
+
+  Returns:
+    `(nll, gap)`, float32 `[...]`: the cross-entropy, and the best logit
+    minus the code's (0 when the code is ranked first; not differentiated).
+  """
+  return _code_xent_fwd(logits, codes)[0]
+
+
+def _code_xent_fwd(logits, codes):
+  top = jnp.max(logits, axis=-1)
+  lse = top + jnp.log(jnp.sum(jnp.exp(logits - top[..., None]), axis=-1))
+  picked = jnp.take_along_axis(logits, codes[..., None], axis=-1)[..., 0]
+  return (lse - picked, top - picked), (logits, codes, lse)
+
+
+def _code_xent_bwd(res, cotangents):
+  logits, codes, lse = res
+  g = cotangents[0]
+  onehot = jax.lax.broadcasted_iota(jnp.int32, logits.shape,
+                                    logits.ndim - 1) == codes[..., None]
+  grad = (jnp.exp(logits - lse[..., None]) - onehot) * g[..., None]
+  return grad, None
+
+
+code_cross_entropy.defvjp(_code_xent_fwd, _code_xent_bwd)
 
 
 def _l2_normalize(x: Array) -> Array:
@@ -340,15 +385,16 @@ class RPGModel(ItemModel):
   def _target_loss(self, params: PyTree, hidden: Array, targets: Array
                    ) -> tuple[Array, Array]:
     """`(sum of digit-mean cross-entropies, exact hits)` of flat targets."""
-    log_p = self.module.apply({"params": params}, hidden,
-                              method=RPG.digit_major_log_probs)  # [D, K, M]
+    logits = self.module.apply({"params": params}, hidden,
+                               method=RPG.digit_major_logits)  # [D, K, M]
     target_codes = jnp.take(jnp.asarray(self.codes),
                             jnp.maximum(targets, 0), axis=0).T  # [D, K]
-    picked = jnp.take_along_axis(log_p, target_codes[..., None],
-                                 axis=-1)[..., 0]
+    nll, gap = code_cross_entropy(logits, target_codes)
     weights = (targets >= 0).astype(jnp.float32)
-    xent = -jnp.mean(picked, axis=0) * weights
-    hits = jnp.all(jnp.argmax(log_p, axis=-1) == target_codes, axis=0)
+    xent = jnp.mean(nll, axis=0) * weights
+    # A target is hit when each of its codes has the best logit (ties
+    # count as hits).
+    hits = jnp.all(gap <= 0, axis=0)
     return jnp.sum(xent), jnp.sum(hits * weights)
 
   def loss_fn(self, params: PyTree, batch: Batch,
