@@ -14,6 +14,7 @@ __all__ = ["RPG", "RPGConfig", "RPGModel", "catalog_scores", "make_rpg"]
 _OPQ = {"method": "opq", "num_subspaces": 32, "codebook_size": 256,
         "whiten": True, "collisions": "none", "fit_on": "train"}
 _SCHEDULES = {"cpu": "schedules/rpg_cpu.gin",
+              "full": "schedules/rpg_full.gin",  # The paper's; accelerator.
               "smoke": "schedules/rpg_smoke.gin"}
 _PAPER_BEAUTY = registry.Anchor(
     dataset="Beauty", source="RPG (paper)", provenance="published",
