@@ -19,7 +19,7 @@ registry.register_family(registry.FamilySpec(
     kind=registry.ITEM,
     claim=('Office N@10 .0389 ± .0021 (`cpu_long`), Beauty .0374 ± .0012 '
            '(88% of SASRec). Over SmolLM2 vectors (`lite_llm`): Office '
-           '.0452 ± .0009, Beauty .0410 ± .0004 (2 seeds); over SAID '
+           '.0452 ± .0009, Beauty .0412 ± .0004; over SAID '
            'vectors (`said`) Office .0441 ± .0011.'),
     factory="recjax.models.lite.make_lite",
     description=(
