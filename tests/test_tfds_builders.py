@@ -63,3 +63,17 @@ def test_failed_build_leaves_no_dataset(tmp_path):
                       manual_dir=str(empty))})
   version_dir = tmp_path / "data" / "recjax_amazon_lcrec" / "office"
   assert not (version_dir / "1.0.0").exists()
+
+
+def test_building_leaves_no_temporary_folders(tmp_path, monkeypatch):
+  # TFDS's DatasetInfo makes an empty `tmp*tfds` folder for every builder of
+  # an unprepared dataset (its bucket lookup); recjax's builders skip it.
+  import tempfile  # pylint: disable=g-import-not-at-top
+  scratch = tmp_path / "scratch"
+  scratch.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+  builder = tfds.builder("recjax_synthetic/tiny",
+                         data_dir=str(tmp_path / "data"))
+  builder.download_and_prepare()
+  assert builder.info.splits["test"].num_examples > 0
+  assert not list(scratch.glob("*tfds")), list(scratch.iterdir())

@@ -82,6 +82,19 @@ def item_table(builder: tfds.core.DatasetBuilder) -> ItemTable:
   return ItemTable(ids, {k: list(v) for k, v in cols.items()})
 
 
+class _LocalDatasetInfo(tfds.core.DatasetInfo):
+  """DatasetInfo that never looks for pre-computed info in TFDS's bucket.
+
+  TFDS calls `initialize_from_bucket` for every builder whose dataset is not
+  prepared yet; with its GCS access disabled (the default) the call still
+  leaves an empty `/tmp/tmp*tfds` folder behind. recjax's datasets are built
+  here from pinned assets, so there is nothing to look up.
+  """
+
+  def initialize_from_bucket(self) -> None:
+    return None
+
+
 class _RecjaxBuilder(tfds.core.GeneratorBasedBuilder):
   """Shared split generation; subclasses say how to load the dataset."""
 
@@ -101,8 +114,8 @@ class _RecjaxBuilder(tfds.core.GeneratorBasedBuilder):
     logging.info("Prepared %s in %s.", self.name, self.data_dir)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        features=_features(), metadata=tfds.core.MetadataDict(),
+    return _LocalDatasetInfo(
+        builder=self, features=_features(), metadata=tfds.core.MetadataDict(),
         description=self.__doc__, disable_shuffling=True)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager
