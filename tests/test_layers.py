@@ -115,3 +115,27 @@ def test_block_rejects_an_unknown_kernel_init():
                      r"'normal' or 'fan_in'"):
     layers.Block(cfg).init(jax.random.PRNGKey(0), x,
                            layers.causal_bias(jnp.ones((1, 3), bool)), True)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("num_layers", 0, r"_Cfg.num_layers must be >= 1, got 0"),
+    ("num_heads", 3, r"_Cfg.hidden_dim=8 must be divisible by num_heads=3"),
+    ("dropout_rate", 1.0, r"_Cfg.dropout_rate must be in \[0, 1\), got 1.0"),
+    ("norm", "mid", r"_Cfg.norm='mid'; use one of \('pre', 'post'\)"),
+])
+def test_check_config_fields_names_the_field(field, value, message):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  @dataclasses.dataclass
+  class _Cfg:
+    hidden_dim: int = 8
+    num_heads: int = 2
+    num_layers: int = 1
+    dropout_rate: float = 0.1
+    norm: str = "pre"
+
+  kinds = {"positive": ("hidden_dim", "num_heads", "num_layers"),
+           "rates": ("dropout_rate",), "choices": {"norm": ("pre", "post")}}
+  layers.check_config_fields(_Cfg(), **kinds)  # the defaults pass
+  with pytest.raises(ConfigError, match=message):
+    layers.check_config_fields(_Cfg(**{field: value}), **kinds)

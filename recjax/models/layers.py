@@ -12,6 +12,8 @@
   table per digit), the input layer of the code-based families (RPG,
   VQ-Rec): any item with codes has a vector, seen in training or not;
 * `check_tower_sizes`: the hyper-parameter checks of such a stack;
+  `check_config_fields`: a config's checks by kind of field (sizes, rates,
+  choices), shared by the `Block`-based configs;
 * `check_item_embeddings`: the frozen item-text table an input layer reads
   (LEARN's towers, LITE's frozen item encoder).
 
@@ -330,6 +332,44 @@ def check_tower_sizes(owner: str, d_model: int, num_layers: int,
   if not 0.0 <= dropout_rate < 1.0:
     raise ConfigError(f"{owner}.dropout_rate must be in [0, 1), got "
                       f"{dropout_rate}.")
+
+
+def check_config_fields(config: Any, *, positive: tuple[str, ...] = (),
+                        rates: tuple[str, ...] = (),
+                        choices: Mapping[str, tuple[str, ...]] | None = None
+                        ) -> None:
+  """Validates a model config's fields by kind (the `__post_init__` checks).
+
+  Also checks that `num_heads` divides `hidden_dim` when the config has
+  both.
+
+  Args:
+    config: a config dataclass; its class name starts each message.
+    positive: integer fields that must be >= 1.
+    rates: dropout-like fields that must lie in [0, 1).
+    choices: field -> the values it may take.
+
+  Raises:
+    ConfigError: the first field out of range, naming it and the fix.
+  """
+  owner = type(config).__name__
+  for name in positive:
+    if int(getattr(config, name)) < 1:
+      raise ConfigError(f"{owner}.{name} must be >= 1, got "
+                        f"{getattr(config, name)!r}.")
+  hidden = getattr(config, "hidden_dim", None)
+  heads = getattr(config, "num_heads", None)
+  if hidden is not None and heads is not None and hidden % heads:
+    raise ConfigError(f"{owner}.hidden_dim={hidden} must be divisible by "
+                      f"num_heads={heads}.")
+  for name in rates:
+    if not 0.0 <= getattr(config, name) < 1.0:
+      raise ConfigError(f"{owner}.{name} must be in [0, 1), got "
+                        f"{getattr(config, name)}.")
+  for name, allowed in (choices or {}).items():
+    if getattr(config, name) not in allowed:
+      raise ConfigError(f"{owner}.{name}={getattr(config, name)!r}; use one "
+                        f"of {allowed}.")
 
 
 def attention_mask(valid: Array) -> Array:

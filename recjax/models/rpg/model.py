@@ -44,6 +44,7 @@ from recjax.models.layers import ACTIVATIONS
 from recjax.models.layers import Block
 from recjax.models.layers import CodeEmbedding
 from recjax.models.layers import causal_bias
+from recjax.models.layers import check_config_fields
 from recjax.models.layers import init_normal
 from recjax.models.layers import layer_norm
 from recjax.semantic_ids import load_item_codes as load_stage_codes
@@ -104,32 +105,19 @@ class RPGConfig:
   target_fraction: float = 1.0
 
   def __post_init__(self):
-    for name in ("hidden_dim", "num_layers", "num_heads", "mlp_dim",
-                 "max_length", "codebook_size"):
-      if int(getattr(self, name)) < 1:
-        raise ConfigError(f"RPGConfig.{name} must be >= 1, got "
-                          f"{getattr(self, name)!r}.")
-    if self.hidden_dim % self.num_heads:
-      raise ConfigError(f"RPGConfig.hidden_dim={self.hidden_dim} must be "
-                        f"divisible by num_heads={self.num_heads}.")
-    for name in ("dropout_rate", "embedding_dropout_rate",
-                 "attention_dropout_rate"):
-      if not 0.0 <= getattr(self, name) < 1.0:
-        raise ConfigError(f"RPGConfig.{name} must be in [0, 1), got "
-                          f"{getattr(self, name)}.")
+    check_config_fields(
+        self, positive=("hidden_dim", "num_layers", "num_heads", "mlp_dim",
+                        "max_length", "codebook_size"),
+        rates=("dropout_rate", "embedding_dropout_rate",
+               "attention_dropout_rate"),
+        choices={"activation": tuple(sorted(ACTIVATIONS)),
+                 "norm": ("pre", "post")})
     if self.temperature <= 0:
       raise ConfigError(f"RPGConfig.temperature must be > 0, got "
                         f"{self.temperature}.")
-    if self.activation not in ACTIVATIONS:
-      raise ConfigError(f"RPGConfig.activation={self.activation!r}; use one "
-                        f"of {sorted(ACTIVATIONS)}.")
     if not 0.0 < self.target_fraction <= 1.0:
       raise ConfigError(f"RPGConfig.target_fraction must be in (0, 1], got "
                         f"{self.target_fraction}.")
-    if self.norm not in ("pre", "post"):
-      raise ConfigError(f"RPGConfig.norm={self.norm!r}; use 'pre' or "
-                        "'post'.")
-
 
 class RPG(nn.Module):
   """The RPG network: `__call__` encodes, `digit_log_probs` predicts."""

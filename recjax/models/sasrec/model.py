@@ -54,6 +54,7 @@ from recjax.models.base import ItemModel
 from recjax.models.layers import ACTIVATIONS
 from recjax.models.layers import Block
 from recjax.models.layers import causal_bias
+from recjax.models.layers import check_config_fields
 from recjax.models.layers import init_normal
 from recjax.models.layers import layer_norm
 from recjax.models.losses import softmax_item_loss
@@ -116,26 +117,13 @@ class SASRecConfig:
   train_positions: str = "all"
 
   def __post_init__(self):
-    for name in ("hidden_dim", "num_layers", "num_heads", "mlp_dim",
-                 "max_length"):
-      if int(getattr(self, name)) < 1:
-        raise ConfigError(f"SASRecConfig.{name} must be >= 1, got "
-                          f"{getattr(self, name)!r}.")
-    if self.hidden_dim % self.num_heads:
-      raise ConfigError(f"SASRecConfig.hidden_dim={self.hidden_dim} must be "
-                        f"divisible by num_heads={self.num_heads}.")
-    for name in ("dropout_rate", "attention_dropout_rate"):
-      if not 0.0 <= getattr(self, name) < 1.0:
-        raise ConfigError(f"SASRecConfig.{name} must be in [0, 1), got "
-                          f"{getattr(self, name)}.")
-    choices = (("activation", tuple(sorted(ACTIVATIONS))),
-               ("loss", LOSSES), ("norm", NORMS), ("positions", POSITIONS),
-               ("train_positions", TRAIN_POSITIONS))
-    for name, allowed in choices:
-      if getattr(self, name) not in allowed:
-        raise ConfigError(f"SASRecConfig.{name}={getattr(self, name)!r}; "
-                          f"use one of {allowed}.")
-
+    check_config_fields(
+        self, positive=("hidden_dim", "num_layers", "num_heads", "mlp_dim",
+                        "max_length"),
+        rates=("dropout_rate", "attention_dropout_rate"),
+        choices={"activation": tuple(sorted(ACTIVATIONS)), "loss": LOSSES,
+                 "norm": NORMS, "positions": POSITIONS,
+                 "train_positions": TRAIN_POSITIONS})
 
 class SASRec(nn.Module):
   """The SASRec network: `__call__` encodes, `logits` scores the catalog."""

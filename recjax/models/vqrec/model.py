@@ -42,6 +42,7 @@ from recjax.models.layers import ACTIVATIONS
 from recjax.models.layers import Block
 from recjax.models.layers import CodeEmbedding
 from recjax.models.layers import causal_bias
+from recjax.models.layers import check_config_fields
 from recjax.models.layers import init_normal
 from recjax.models.layers import layer_norm
 from recjax.models.losses import softmax_item_loss
@@ -105,31 +106,18 @@ class VQRecConfig:
   norm: str = dataclasses.field(default="post", init=False)
 
   def __post_init__(self):
-    for name in ("hidden_dim", "num_layers", "num_heads", "mlp_dim",
-                 "max_length", "codebook_size"):
-      if int(getattr(self, name)) < 1:
-        raise ConfigError(f"VQRecConfig.{name} must be >= 1, got "
-                          f"{getattr(self, name)!r}.")
-    if self.hidden_dim % self.num_heads:
-      raise ConfigError(f"VQRecConfig.hidden_dim={self.hidden_dim} must be "
-                        f"divisible by num_heads={self.num_heads}.")
-    for name in ("dropout_rate", "attention_dropout_rate"):
-      if not 0.0 <= getattr(self, name) < 1.0:
-        raise ConfigError(f"VQRecConfig.{name} must be in [0, 1), got "
-                          f"{getattr(self, name)}.")
+    check_config_fields(
+        self, positive=("hidden_dim", "num_layers", "num_heads", "mlp_dim",
+                        "max_length", "codebook_size"),
+        rates=("dropout_rate", "attention_dropout_rate"),
+        choices={"activation": tuple(sorted(ACTIVATIONS)), "loss": LOSSES,
+                 "train_positions": TRAIN_POSITIONS})
     if self.temperature <= 0:
       raise ConfigError(f"VQRecConfig.temperature must be > 0, got "
                         f"{self.temperature}.")
     if not 0.0 <= self.corrupt_ratio <= 1.0:
       raise ConfigError(f"VQRecConfig.corrupt_ratio must be in [0, 1], got "
                         f"{self.corrupt_ratio}.")
-    choices = (("activation", tuple(sorted(ACTIVATIONS))),
-               ("loss", LOSSES), ("train_positions", TRAIN_POSITIONS))
-    for name, allowed in choices:
-      if getattr(self, name) not in allowed:
-        raise ConfigError(f"VQRecConfig.{name}={getattr(self, name)!r}; "
-                          f"use one of {allowed}.")
-
 
 class VQRec(nn.Module):
   """The VQ-Rec network: `__call__` encodes histories of coded items."""
