@@ -464,6 +464,34 @@ def load_item_codes(codes_dir: str | os.PathLike[str],
   return codes.astype(np.int32), size
 
 
+def check_digits(codes: Any, num_digits: int, owner: str,
+                 source: str) -> np.ndarray:
+  """Item codes as `[num_items, D]`, with D equal to a set `num_digits`.
+
+  Args:
+    codes: int `[num_items, D]` codes (array-like).
+    num_digits: the model config's digit count; 0 takes D from the codes.
+    owner: the config class for messages, e.g. "RPGConfig".
+    source: where the codes came from, for messages.
+
+  Returns:
+    The codes as a numpy array.
+
+  Raises:
+    ConfigError: codes that are not 2-D, or of another digit count.
+  """
+  codes = np.asarray(codes)
+  if codes.ndim != 2:
+    raise ConfigError(f"codes must be [num_items, num_digits], got shape "
+                      f"{codes.shape}.")
+  if num_digits and codes.shape[1] != num_digits:
+    raise ConfigError(
+        f"{source} has {codes.shape[1]} digits per item but "
+        f"{owner}.num_digits={num_digits}; rebuild the codes with "
+        f"num_subspaces={num_digits} or set num_digits=0 (from the codes).")
+  return codes
+
+
 def _parse_value(text: str) -> Any:
   try:
     return json.loads(text)

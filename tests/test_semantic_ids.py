@@ -218,3 +218,16 @@ def test_cold_start_items_are_left_out_of_the_fit():
     semantic_ids.build(ds, x, "opq", **dict(kw, fit_on="all"))
   with pytest.raises(ConfigError, match=r"cold_fraction must be in \[0, 1\)"):
     semantic_ids.build(ds, x, "opq", **dict(kw, cold_fraction=1.5))
+
+
+def test_check_digits_names_the_source_and_the_fix():
+  codes = np.zeros((5, 16), np.int32)
+  assert semantic_ids.check_digits(codes, 0, "RPGConfig", "x").shape == (5, 16)
+  assert semantic_ids.check_digits(codes, 16, "RPGConfig", "x").shape == (
+      5, 16)
+  with pytest.raises(ConfigError, match=r"SID has 16 digits per item but "
+                     r"RPGConfig.num_digits=32; rebuild the codes with "
+                     r"num_subspaces=32"):
+    semantic_ids.check_digits(codes, 32, "RPGConfig", "SID")
+  with pytest.raises(ConfigError, match=r"got shape \(5,\)"):
+    semantic_ids.check_digits(codes[:, 0], 0, "RPGConfig", "SID")

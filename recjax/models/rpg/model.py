@@ -47,6 +47,7 @@ from recjax.models.layers import causal_bias
 from recjax.models.layers import check_config_fields
 from recjax.models.layers import init_normal
 from recjax.models.layers import layer_norm
+from recjax.semantic_ids import check_digits
 from recjax.semantic_ids import load_item_codes as load_stage_codes
 
 Array = jax.Array
@@ -512,17 +513,8 @@ def make_rpg(dataset: CanonicalDataset,
           "stage directory (python -m recjax.semantic_ids --method opq "
           "--set collisions=none ...), e.g. CODES_DIR in models/rpg.gin.")
     codes, size = load_stage_codes(codes_dir, dataset)
-  codes = np.asarray(codes)
-  if codes.ndim != 2:
-    raise ConfigError(f"codes must be [num_items, num_digits], got shape "
-                      f"{codes.shape}.")
-  if config.num_digits and codes.shape[1] != config.num_digits:
-    source = codes_dir or "the codes"
-    raise ConfigError(
-        f"{source} has {codes.shape[1]} digits per item but "
-        f"RPGConfig.num_digits={config.num_digits}; rebuild the codes with "
-        f"num_subspaces={config.num_digits} or set num_digits=0 (from the "
-        "codes).")
+  codes = check_digits(codes, config.num_digits, "RPGConfig",
+                       codes_dir or "the codes")
   return RPGModel(dataclasses.replace(
       config, num_items=dataset.num_items, num_digits=codes.shape[1],
       codebook_size=size), codes)

@@ -44,6 +44,7 @@ from recjax.models.vqrec import transfer
 from recjax.models.vqrec.model import TABLE_PARAMS
 from recjax.models.vqrec.model import VQRecConfig
 from recjax.models.vqrec.model import VQRecModel
+from recjax.semantic_ids import check_digits
 from recjax.semantic_ids import load_item_codes
 
 PyTree = Any
@@ -332,15 +333,7 @@ def make_vqrec(dataset: CanonicalDataset,
           "--method opq --set collisions=none --set fit_on=train ...), "
           "e.g. CODES_DIR in models/vqrec.gin.")
     codes, size = load_item_codes(codes_dir, dataset)
-  codes = np.asarray(codes)
-  if codes.ndim != 2:
-    raise ConfigError(f"codes must be [num_items, num_digits], got shape "
-                      f"{codes.shape}.")
-  if config.num_digits and codes.shape[1] != config.num_digits:
-    raise ConfigError(
-        f"{source} has {codes.shape[1]} digits per item but "
-        f"VQRecConfig.num_digits={config.num_digits}; rebuild the codes "
-        f"with num_subspaces={config.num_digits} or set num_digits=0.")
+  codes = check_digits(codes, config.num_digits, "VQRecConfig", source)
   config = dataclasses.replace(config, num_items=dataset.num_items,
                                num_digits=codes.shape[1], codebook_size=size)
   if pre is None:
