@@ -48,6 +48,8 @@ ROWS_FILE = "rows.jsonl"
 SITE_DIR = "site"
 BUNDLE = "@BUNDLE@"
 RUNS = "@RUNS@"
+# What the device tool carries beside the working tree, in bytes.
+CARRY_LIMIT = 64 * 2**20
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 _PATH_BINDING = re.compile(r"^\s*([\w.]+)\s*=\s*'([^']*)'\s*$")
 
@@ -255,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
   print(f"{out}: {len(cells)} cells, {size / 2**20:.1f} MiB. Carry it to "
         f"the device and run: python benchmarks/device_items.py run "
         f"--bundle {out} --out $OUT")
+  if size > CARRY_LIMIT:
+    print(f"warning: {out} is over the device tool's {CARRY_LIMIT // 2**20} "
+          "MiB of carried files; pack fewer methods per bundle (one text "
+          "encoder's embeddings each).")
   return []
 
 
