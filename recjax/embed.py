@@ -335,9 +335,15 @@ def embed_stage(dataset_dir: str | os.PathLike[str],
   input_hash = config_hash(inputs)
   num_empty = count_empty(dataset.items, texts)
   if num_empty:
+    empty = [i for t, i in zip(texts, dataset.items.original_ids)
+             if t == EMPTY_TEXT.format(id=i)]
     logging.warning("embed: %d of %d items of %s have no text in the "
-                    "template's fields; they are embedded as %r.",
-                    num_empty, len(texts), dataset.name, EMPTY_TEXT)
+                    "template's fields (original ids %s%s); they are "
+                    "embedded as %r, so their codes come from the id alone: "
+                    "give them a title or categories to code them by "
+                    "content.", num_empty, len(texts), dataset.name,
+                    ", ".join(map(str, empty[:5])),
+                    ", ..." if len(empty) > 5 else "", EMPTY_TEXT)
   old = read_manifest(out)
   if (not force and old and old.get("input_hash") == input_hash and
       (out / EMBEDDINGS_FILE).exists()):

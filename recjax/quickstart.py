@@ -10,10 +10,16 @@ stages) and prints what each produced:
 4. train: TIGER (an encoder-decoder over the semantic IDs) with the gin
    configs `runs/train.gin` + `experiments/quickstart_movielens_100k.gin`;
 5. eval: constrained beam search on the test split (all items, and seen items
-   excluded) next to two count baselines on the same split: item-to-item
-   transitions (`recjax.models.markov`) and most popular.
+   excluded);
+6. RPG: 32-digit OPQ codes of the same embeddings and a short RPG run
+   (`experiments/quickstart_rpg_movielens_100k.gin`), scored exactly over
+   the catalog.
 
-The table goes to stdout and `runs/quickstart/metrics.json`.
+Both models are printed next to two count baselines on the same split:
+item-to-item transitions (`recjax.models.markov`) and most popular. The
+table goes to stdout and `runs/quickstart/metrics.json` (TIGER's keys as
+`recjax.eval` writes them, `test/...`; the others under `rpg/`, `markov/`,
+`popularity/` and their `..._excl/`).
 """
 
 from __future__ import annotations

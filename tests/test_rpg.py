@@ -102,8 +102,19 @@ def test_heads_start_as_identity_and_each_digit_gets_its_gradient():
   model = _model()
   params = _params(model)
   assert not np.any(np.asarray(params["head_kernel"]))
+  assert not np.any(np.asarray(params["head_bias"]))
   batch = {"input_items": np.array([[-1, 0, 1, 2, 3, 4]], np.int32),
            "target_items": np.array([[-1, 1, 2, 3, 4, 5]], np.int32)}
+  # At initialisation every digit's state is the hidden state itself:
+  # log p_d = log_softmax(cos(h, table_d) / tau), computed here by hand.
+  hidden = np.asarray(model.hidden_states(params, batch["input_items"])
+                      )[:, 1:]  # the padded position's state is zero
+  unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  logits = np.einsum("blh,dmh->bldm", unit(hidden),
+                     unit(model.code_table(params)))
+  want = jax.nn.log_softmax(logits / model.config.temperature, axis=-1)
+  np.testing.assert_allclose(model.digit_log_probs(params, hidden), want,
+                             rtol=1e-4, atol=1e-4)
   # Move off the zero kernel so that every entry has a gradient.
   params = dict(params, head_kernel=0.1 * jax.random.normal(
       jax.random.key(1), params["head_kernel"].shape))
@@ -366,6 +377,24 @@ def test_graph_of_another_catalog_is_refused():
     graph.check(other)
   with pytest.raises(ConfigError, match=r"num_edges=30 must be in \[1, 29\]"):
     graph_lib.build_graph(model.code_table(params), model.codes, N)
+
+
+def test_decoding_with_a_graph_of_another_catalog_size_is_refused():
+  model, params, hist, log_p = _graph_setup()
+  small = graph_lib.build_graph(model.code_table(params),
+                                model.codes[:N - 5], 3)
+  with pytest.raises(ConfigError, match=f"the item graph has {N - 5} rows"
+                     f".*the catalog has {N} items.*Rebuild it"):
+    graph_lib.graph_decode(log_p, model.codes, small.neighbors,
+                           graph_lib.seed_items(N - 5, 4), hist[:, -2:],
+                           None, k=5, num_beams=8, num_steps=1)
+  graph = graph_lib.build_graph(model.code_table(params), model.codes, 3)
+  inline = graph_lib.neighbor_codes(model.codes[:N - 5], small.neighbors)
+  with pytest.raises(ConfigError, match=r"inline codes: \(25, 3\)"):
+    graph_lib.graph_decode(log_p, model.codes, graph.neighbors,
+                           graph_lib.seed_items(N, 4), hist[:, -2:], None,
+                           k=5, num_beams=8, num_steps=1,
+                           inline_codes=inline)
 
 
 def test_popular_items_are_the_most_frequent_first():

@@ -446,7 +446,21 @@ def graph_decode(log_probs: Array, codes: Array, neighbors: Array,
     (-1 / -inf when fewer than `k` items are reachable), and int32
     `[batch]` the number of distinct items whose score the walk computed
     (the catalog share it visited), zeros unless `count_scored`.
+
+  Raises:
+    ConfigError: `neighbors` (or `inline_codes`) of another catalog size.
+      Same size, other codes: `ItemGraph.check` tells.
   """
+  if neighbors.shape[0] != codes.shape[0] or (
+      inline_codes is not None and inline_codes.shape[:2] !=
+      neighbors.shape):
+    raise ConfigError(
+        f"the item graph has {neighbors.shape[0]} rows (inline codes: "
+        f"{None if inline_codes is None else inline_codes.shape[:2]}) but "
+        f"the catalog has {codes.shape[0]} items: it was built for another "
+        "catalog. Rebuild it with build_graph(model.code_table(params), "
+        "model.codes, ...) and neighbor_codes(model.codes, "
+        "graph.neighbors).")
   b = log_probs.shape[0]
   expand = num_beams if num_expand is None else min(num_expand, num_beams)
   codes = jnp.asarray(codes)
