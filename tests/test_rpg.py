@@ -350,15 +350,19 @@ def test_exact_graph_equals_brute_force_neighbours():
                                np.sort(sim[i])[::-1][:5], rtol=1e-5)
 
 
-def test_ivf_graph_finds_most_exact_neighbours():
+# The item vectors are 64 wide but of rank 32 (D digits x M unit codes):
+# 16 is a lossy projection, 64 none.
+@pytest.mark.parametrize("reduced_dim", [64, 16])
+def test_ivf_graph_finds_most_exact_neighbours(reduced_dim):
   codes = _codes(n=400, d=D, m=M, seed=3)
   model = _model(codes)
   params = _params(model)
   table = model.code_table(params)
   exact = graph_lib.build_graph(table, codes, 10, method="exact")
   ivf = graph_lib.build_graph(table, codes, 10, method="ivf",
-                              num_clusters=8, num_probes=4, reduced_dim=64)
-  assert ivf.neighbors.shape == (400, 10)
+                              num_clusters=8, num_probes=4,
+                              reduced_dim=reduced_dim)
+  assert ivf.neighbors.shape == (400, 10) and ivf.method == "ivf"
   assert not np.any(ivf.neighbors == np.arange(400)[:, None])
   vecs = graph_lib.item_vectors(table, codes)
   sims = lambda nb: np.sum(vecs[:, None] * vecs[nb], -1).mean()

@@ -17,6 +17,7 @@ num_expand * num_edges` item scores whatever the catalog size;
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -157,6 +158,9 @@ class GraphDecodedRPG(RPGModel):
     self.seeds = seeds
     self.graph = graph_lib.build_graph(self.code_table(params), self.codes,
                                        min(setting.num_edges, n - 1))
+    logging.info("graph decoding: %s item graph, %d items x %d edges, "
+                 "built in %.1f s.", self.graph.method, n,
+                 self.graph.num_edges, self.graph.build_seconds)
     self._small_codes = jnp.asarray(graph_lib.compact_codes(self.codes))
     self._neighbors = jnp.asarray(self.graph.neighbors, jnp.int32)
     self._inline = (jnp.asarray(graph_lib.neighbor_codes(
